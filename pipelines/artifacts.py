@@ -1,0 +1,137 @@
+"""Run folders: guarding the output folder, atomic writes, and the manifest of what produced an artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipelines.environment import PROJECT_ROOT
+from pipelines.errors import UserError
+
+MANIFEST = "manifest.json"
+RUN_MARKER = "run.json"
+PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "accelerate", "safetensors", "numpy")
+
+
+def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str) -> None:
+    """Make sure path can take a new run (or continue one); refuse to clobber anything by surprise."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        ours = (path / RUN_MARKER).is_file() or (path / MANIFEST).is_file()
+        if overwrite:
+            if not ours:
+                raise UserError(
+                    f"output folder {path} is not empty and was not written by this tool; refusing to delete it"
+                )
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        elif resume and ours:
+            marker = json.loads((path / RUN_MARKER).read_text()) if (path / RUN_MARKER).is_file() else {}
+            if marker.get("stage") not in (None, stage):
+                raise UserError(f"output folder {path} holds a {marker['stage']} run, not a {stage} run")
+            return
+        elif (path / MANIFEST).is_file():
+            raise UserError(
+                f"output folder {path} already holds a finished run; pass --overwrite to replace it "
+                "or choose another --output-dir"
+            )
+        elif ours:
+            raise UserError(
+                f"output folder {path} holds an unfinished run; pass --resume to continue it or --overwrite to restart"
+            )
+        else:
+            raise UserError(f"output folder {path} is not empty; choose an empty or new --output-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / RUN_MARKER, {"stage": stage})
+    except PermissionError as err:
+        raise UserError(f"cannot write to output folder {path}: permission denied") from err
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def staging_dir(output_dir: Path) -> Path:
+    """A fresh temp folder inside output_dir for files that are moved into place when complete."""
+    return Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+
+
+def publish(staging: Path, output_dir: Path, last: str = MANIFEST) -> None:
+    """Move every entry of staging into output_dir (replacing old ones), `last` at the very end."""
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == last)
+    for entry in entries:
+        target = output_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+def config_hash(config_dict: dict) -> str:
+    return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def manifest(stage: str, config_dict: dict, data_fingerprint: str, timings: dict[str, float]) -> dict:
+    """What produced an artifact: config hash, data fingerprint, package versions, git commit, timings."""
+    return {
+        "stage": stage,
+        "config_hash": config_hash(config_dict),
+        "data_fingerprint": data_fingerprint,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+    }

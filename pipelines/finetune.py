@@ -1,0 +1,198 @@
+"""The fine-tuning stage: a pretrained BERT- or GPT-style model + LoRA (or full) + Trainer => a classifier folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import artifacts
+from pipelines.config import FinetuneConfig, dump_yaml, to_dict
+from pipelines.data import PreparedData, prepare_data, tokenize
+from pipelines.errors import UserError
+from pipelines.evaluation import PaddingCollator, predict_logits
+from pipelines.metrics import classification_metrics, trainer_metrics
+from pipelines.model_card import finetune_card
+from pipelines.models import head_modules, load_classifier, load_tokenizer, lora_targets, resolve_model
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    metrics: dict
+    wall_seconds: float
+
+
+def set_threads(num_threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(num_threads or os.cpu_count() or 1)
+
+
+def add_lora(model, config: FinetuneConfig):
+    """Wrap model with LoRA adapters; the classification head is trained in full and saved with them."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    settings = config.lora
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules or lora_targets(model),
+        modules_to_save=head_modules(model),
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
+    )
+    try:
+        return get_peft_model(model, lora_config)
+    except ValueError as err:
+        raise UserError(f"LoRA could not be applied: {str(err).splitlines()[0]}; check lora.target_modules") from err
+
+
+def training_arguments(config: FinetuneConfig, checkpoint_dir: Path):
+    """transformers TrainingArguments from our settings (transformers 5 names)."""
+    import torch
+    from transformers import TrainingArguments
+
+    train = config.train
+    save_strategy = train.eval_strategy if train.eval_strategy != "no" else "epoch"
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
+        lr_scheduler_type=train.lr_scheduler,
+        seed=train.seed,
+        data_seed=train.seed,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        length_column_name="length",
+        eval_strategy=train.eval_strategy,
+        eval_steps=train.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=train.eval_steps,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=train.eval_strategy != "no",
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_steps=train.logging_steps,
+        report_to=train.report_to or "none",
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> FinetuneResult:
+    """Fine-tune config.model on config.data and write a plain-transformers classifier to config.output_dir."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    source = resolve_model(config.model.name)  # fail fast: model and data are checked before any writing
+    tokenizer = load_tokenizer(source, config.model.trust_remote_code)
+    data = prepare_data(config.data, seed=config.train.seed)
+    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="finetune")
+    set_threads(config.train.num_threads)
+
+    cache_dir = output_dir / "cache"
+    train_ds = tokenize(data.train, tokenizer, config.model.max_length, data.has_pair, cache_dir, "train",
+                        data.fingerprint)
+    eval_ds = tokenize(data.eval, tokenizer, config.model.max_length, data.has_pair, cache_dir, "eval",
+                       data.fingerprint)
+    prepared = time.perf_counter()
+
+    from transformers import Trainer, set_seed
+
+    set_seed(config.train.seed)
+    model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
+    if config.lora.method == "lora":
+        model = add_lora(model, config)
+    checkpoint_dir = output_dir / CHECKPOINTS
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, checkpoint_dir),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if config.train.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        data_collator=PaddingCollator(tokenizer),
+        compute_metrics=trainer_metrics,
+    )
+    checkpoint = last_checkpoint(checkpoint_dir) if resume else None
+    if resume and checkpoint is None:
+        log.warning("no checkpoint in %s: starting from the beginning", checkpoint_dir)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    trained = time.perf_counter()
+    if not trainer.is_world_process_zero():
+        return FinetuneResult(output_dir=output_dir, metrics={}, wall_seconds=trained - started)
+
+    metrics = save_classifier(trainer, tokenizer, data, eval_ds, config, output_dir, train_output,
+                              timings={"prepare": prepared - started, "train": trained - prepared},
+                              started=started)
+    return FinetuneResult(output_dir=output_dir, metrics=metrics, wall_seconds=time.perf_counter() - started)
+
+
+def save_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: FinetuneConfig, output_dir: Path,
+                    train_output, timings: dict, started: float) -> dict:
+    """Merge LoRA into the model, evaluate it in row order, and publish model, adapter and reports atomically."""
+    model = trainer.model
+    trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    staging = artifacts.staging_dir(output_dir)
+    if config.lora.method == "lora":
+        model.save_pretrained(staging / "adapter", safe_serialization=True)
+        model = model.merge_and_unload()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)
+    evaluated = classification_metrics(logits.argmax(-1), eval_ds["label"], data.label_names)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+
+    history = trainer.state.log_history
+    metrics = {
+        "eval": evaluated,
+        "train": {
+            "train_runtime": train_output.metrics.get("train_runtime"),
+            "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "train_loss": train_output.metrics.get("train_loss"),
+            "global_step": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+        },
+        "data": {
+            "train_examples": len(data.train),
+            "eval_examples": len(data.eval),
+            "label_names": data.label_names,
+            "notes": data.notes,
+        },
+        "parameters": {
+            "total": sum(p.numel() for p in model.parameters()),
+            "trained": trained_parameters,
+        },
+    }
+    timings = {**timings, "total": time.perf_counter() - started}
+    artifacts.write_json(staging / "metrics.json", metrics)
+    artifacts.write_json(staging / "training_log.json", history)
+    artifacts.write_text(staging / "config.yaml", dump_yaml(config))
+    artifacts.write_text(staging / "README.md", finetune_card(config, metrics))
+    artifacts.write_json(staging / artifacts.MANIFEST,
+                         artifacts.manifest("finetune", to_dict(config), data.fingerprint, timings))
+    artifacts.publish(staging, output_dir)
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)  # the best one is the published model
+    return metrics

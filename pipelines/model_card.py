@@ -1,0 +1,82 @@
+"""Model cards: the README.md written beside each model (data, metrics, settings, limitations)."""
+
+from __future__ import annotations
+
+from pipelines.config import FinetuneConfig, dump_yaml
+
+
+def _metrics_table(evaluated: dict) -> str:
+    lines = ["| class | precision | recall | F1 |", "|---|---|---|---|"]
+    for name, row in evaluated["per_class"].items():
+        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} |")
+    return "\n".join(lines)
+
+
+def _confusion_table(confusion: dict) -> str:
+    labels = confusion["labels"]
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for name, row in zip(labels, confusion["counts"]):
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def finetune_card(config: FinetuneConfig, metrics: dict) -> str:
+    evaluated, data, train = metrics["eval"], metrics["data"], metrics["train"]
+    method = (
+        f"LoRA (r={config.lora.r}, alpha={config.lora.alpha}, dropout={config.lora.dropout}), merged into the weights"
+        if config.lora.method == "lora"
+        else "full fine-tuning"
+    )
+    eval_source = config.data.eval_file or f"a stratified {config.data.validation_split:.0%} split of the training file"
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+base_model: {config.model.name}
+---
+
+# Text classifier fine-tuned from `{config.model.name}`
+
+Labels: {", ".join(f"`{n}`" for n in data["label_names"])}. Method: {method}.
+
+Load it with plain transformers, no project code needed:
+
+```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")
+```
+
+The LoRA adapter is kept in `adapter/` (peft) where LoRA was used.
+
+## Data
+
+- Training: `{config.data.train_file}`, {data["train_examples"]} examples.
+- Evaluation: {eval_source}, {data["eval_examples"]} examples.
+{"".join(f"- {note}" + chr(10) for note in data["notes"])}
+## Evaluation
+
+- Accuracy: **{evaluated["accuracy"]:.4f}**
+- Macro-F1: **{evaluated["macro_f1"]:.4f}**
+
+{_metrics_table(evaluated)}
+
+Confusion matrix:
+
+{_confusion_table(evaluated["confusion_matrix"])}
+
+## Training
+
+{train["global_step"]} steps ({train["epochs"]:.2f} epochs) in {train["train_runtime"]:.0f} s, \
+final training loss {train["train_loss"]:.4f}. Trained parameters: {metrics["parameters"]["trained"]:,} \
+of {metrics["parameters"]["total"]:,}.
+
+```yaml
+{dump_yaml(config).strip()}
+```
+
+## Limitations
+
+- Accuracy is measured on the evaluation data above only; texts unlike it (other domains, languages,
+  lengths beyond {config.model.max_length} tokens, which are truncated) may be classified worse.
+- The model inherits the biases of its pretrained base model and of the training data.
+- Scores are softmax probabilities, not calibrated confidences.
+"""
