@@ -145,7 +145,24 @@ def read_table(path: str | Path):
     if len(frame) == 0:
         raise UserError(f"{path} has a header but no rows")
     frame = frame.astype(object).where(frame.notna(), None)
+    for column in frame.columns:
+        _refuse_mixed_types(path, column, frame[column].tolist())
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
+
+
+def _refuse_mixed_types(path: Path, column: str, values: list[Any]) -> None:
+    """A column holding both strings and numbers (e.g. 1 and "1" in JSON) is refused, naming both."""
+    first_of_kind: dict[str, Any] = {}
+    for value in values:
+        if value is None:
+            continue
+        kind = "text" if isinstance(value, str) else "bool" if isinstance(value, bool) else type(value).__name__
+        first_of_kind.setdefault("text" if kind == "text" else "number", value)
+    if len(first_of_kind) > 1:
+        raise UserError(
+            f"{path}: column '{column}' mixes value types ({first_of_kind['number']!r} and "
+            f"{first_of_kind['text']!r}); use all numbers or all strings"
+        )
 
 
 def _require_column(path: str, columns: list[str], name: str, role: str) -> None:
@@ -275,7 +292,7 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
     notes: list[str] = []
     train_path = Path(settings.train_file)
     train = _clean_split(read_table(train_path), str(train_path), settings, notes)
-    train_values = train[LABEL]
+    train_values = list(train[LABEL])
     kind = _label_kind(str(train_path), train_values, "label")
     names = _label_names(str(train_path), train_values, kind, settings)
     if len({str(v) for v in train_values}) < 2:
@@ -289,7 +306,7 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
     if settings.eval_file:
         eval_path = Path(settings.eval_file)
         evaluation = _clean_split(read_table(eval_path), str(eval_path), settings, notes)
-        eval_values = evaluation[LABEL]
+        eval_values = list(evaluation[LABEL])
         eval_kind = _label_kind(str(eval_path), eval_values, "label")
         if eval_kind != kind:
             raise UserError(

@@ -37,7 +37,7 @@ def predict_logits(model, dataset, tokenizer, batch_size: int = 128) -> np.ndarr
 
     columns = [c for c in MODEL_INPUTS if c in dataset.column_names]
     rows = dataset.select_columns(columns)
-    lengths = dataset["length"] if "length" in dataset.column_names else [len(x) for x in rows["input_ids"]]
+    lengths = list(dataset["length"]) if "length" in dataset.column_names else [len(x) for x in rows["input_ids"]]
     order = np.argsort(np.asarray(lengths), kind="stable")
     collate = PaddingCollator(tokenizer)
     was_training = model.training

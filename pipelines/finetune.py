@@ -100,8 +100,12 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
 
 
-def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> FinetuneResult:
-    """Fine-tune config.model on config.data and write a plain-transformers classifier to config.output_dir."""
+def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = False,
+                 callbacks: list | None = None) -> FinetuneResult:
+    """Fine-tune config.model on config.data and write a plain-transformers classifier to config.output_dir.
+
+    `callbacks` are extra transformers TrainerCallbacks (progress hooks, tests).
+    """
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     source = resolve_model(config.model.name)  # fail fast: model and data are checked before any writing
@@ -132,6 +136,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         processing_class=tokenizer,
         data_collator=PaddingCollator(tokenizer),
         compute_metrics=trainer_metrics,
+        callbacks=callbacks,
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:
@@ -160,7 +165,7 @@ def save_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: Fin
         model = model.merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
     logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)
-    evaluated = classification_metrics(logits.argmax(-1), eval_ds["label"], data.label_names)
+    evaluated = classification_metrics(logits.argmax(-1), list(eval_ds["label"]), data.label_names)
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
 

@@ -39,6 +39,7 @@ OVERRIDES = {
     "learning_rate": "train.learning_rate",
     "seed": "train.seed",
     "report_to": "train.report_to",
+    "num_threads": "train.num_threads",
 }
 
 

@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny random BERT- and Llama-style models with their tokenizers, and small data files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pipelines  # noqa: E402,F401  (sets offline defaults and cache folders)
+
+WORDS = (
+    "good great superb loved fine nice happy wonderful bad awful terrible hated boring poor sad dull "
+    "the a movie film plot actors was is it this and but very not really story"
+).split()
+POSITIVE = ["good", "great", "superb", "loved", "fine", "nice", "happy", "wonderful"]
+NEGATIVE = ["bad", "awful", "terrible", "hated", "boring", "poor", "sad", "dull"]
+
+
+def _bert_tokenizer():
+    from transformers import BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+
+
+def _word_level_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(["<unk>", "<s>", "</s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT encoder folder (with pooler) with a word-level WordPiece tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = _bert_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random Llama causal-LM folder whose tokenizer has no pad token (like SmolLM2)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = _word_level_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+        bos_token_id=1, eos_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """n (text, label) rows whose label is decided by one sentiment word; fillers around it."""
+    import random
+
+    rng = random.Random(seed)
+    fillers = ["the", "movie", "film", "plot", "was", "is", "it", "this", "very", "really", "story", "actors"]
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        word = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+        words = rng.sample(fillers, rng.randint(1, 6))
+        words.insert(rng.randint(0, len(words)), word)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple], header: tuple = ("text", "label"), sep: str = ",") -> Path:
+    lines = [sep.join(header)] + [sep.join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sentiment_files(tmp_path) -> tuple[Path, Path]:
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1))
+    evaluation = write_csv(tmp_path / "eval.csv", sentiment_rows(16, seed=2))
+    return train, evaluation
