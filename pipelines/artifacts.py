@@ -34,6 +34,10 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str) ->
                 )
             for child in path.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        elif resume and (path / MANIFEST).is_file():
+            raise UserError(
+                f"output folder {path} holds a finished run, nothing to resume; pass --overwrite to train again"
+            )
         elif resume and ours:
             marker = json.loads((path / RUN_MARKER).read_text()) if (path / RUN_MARKER).is_file() else {}
             if marker.get("stage") not in (None, stage):

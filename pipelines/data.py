@@ -287,7 +287,6 @@ def _label_ids(path: str, values: list[Any], kind: str, names: list[str], settin
 
 def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
     """Read, validate and split the data; raise UserError before any training on the first problem."""
-    import datasets
 
     notes: list[str] = []
     train_path = Path(settings.train_file)

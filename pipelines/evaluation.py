@@ -49,7 +49,7 @@ def predict_logits(model, dataset, tokenizer, batch_size: int = 128) -> np.ndarr
             index = order[start : start + batch_size].tolist()
             batch = collate(rows.select(index).to_list())
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-            for row, value in zip(index, logits):
+            for row, value in zip(index, logits, strict=True):
                 outputs[row] = value
     model.train(was_training)
     return np.stack(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)

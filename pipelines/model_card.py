@@ -15,7 +15,7 @@ def _metrics_table(evaluated: dict) -> str:
 def _confusion_table(confusion: dict) -> str:
     labels = confusion["labels"]
     lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for name, row in zip(labels, confusion["counts"]):
+    for name, row in zip(labels, confusion["counts"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
 

