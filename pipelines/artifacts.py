@@ -21,8 +21,11 @@ RUN_MARKER = "run.json"
 PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "accelerate", "safetensors", "numpy")
 
 
-def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str) -> None:
-    """Make sure path can take a new run (or continue one); refuse to clobber anything by surprise."""
+def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> None:
+    """Make sure path can take a new run (or continue one); refuse to clobber anything by surprise.
+
+    `settings` (the resolved config) is recorded in run.json; --resume with different settings is refused.
+    """
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is a file, not a folder")
     if path.is_dir() and any(path.iterdir()):
@@ -42,6 +45,12 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str) ->
             marker = json.loads((path / RUN_MARKER).read_text()) if (path / RUN_MARKER).is_file() else {}
             if marker.get("stage") not in (None, stage):
                 raise UserError(f"output folder {path} holds a {marker['stage']} run, not a {stage} run")
+            changed = _first_difference(marker.get("settings"), settings)
+            if settings is not None and changed:
+                raise UserError(
+                    f"cannot resume the run in {path}: setting '{changed}' differs from the interrupted run; "
+                    "use the same settings, or pass --overwrite to start again"
+                )
             return
         elif (path / MANIFEST).is_file():
             raise UserError(
@@ -56,9 +65,20 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str) ->
             raise UserError(f"output folder {path} is not empty; choose an empty or new --output-dir")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        write_json(path / RUN_MARKER, {"stage": stage})
+        write_json(path / RUN_MARKER, {"stage": stage, "settings": settings})
     except PermissionError as err:
         raise UserError(f"cannot write to output folder {path}: permission denied") from err
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
+    """Dotted name of the first setting that differs between two nested dicts, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return prefix.rstrip(".") if old != new else None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -98,6 +118,8 @@ def publish(staging: Path, output_dir: Path, last: str = MANIFEST) -> None:
     """Move every entry of staging into output_dir (replacing old ones), `last` at the very end."""
     entries = sorted(staging.iterdir(), key=lambda p: p.name == last)
     for entry in entries:
+        for path in [entry, *entry.rglob("*")] if entry.is_dir() else [entry]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         target = output_dir / entry.name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)

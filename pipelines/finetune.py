@@ -111,7 +111,8 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     source = resolve_model(config.model.name)  # fail fast: model and data are checked before any writing
     tokenizer = load_tokenizer(source, config.model.trust_remote_code)
     data = prepare_data(config.data, seed=config.train.seed)
-    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="finetune")
+    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="finetune",
+                                 settings=to_dict(config))
     set_threads(config.train.num_threads)
 
     cache_dir = output_dir / "cache"

@@ -82,6 +82,7 @@ def convert_gguf(gguf_dir: Path, gguf_file: str, target: Path) -> None:
     clean.load_state_dict(loaded.state_dict(), strict=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    os.chmod(staging, 0o755)
     try:
         clean.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)

@@ -147,6 +147,9 @@ def test_resume_continues_from_checkpoint_and_matches_uninterrupted(tiny_bert, s
     assert not (out / "manifest.json").exists()
     with pytest.raises(UserError, match="unfinished run; pass --resume"):
         run_finetune(config)
+    changed = tiny_config(tiny_bert, train, evaluation, out, eval_steps=4, learning_rate=1e-2)
+    with pytest.raises(UserError, match="setting 'train.learning_rate' differs"):
+        run_finetune(changed, resume=True)
     resumed = run_finetune(config, resume=True)
 
     assert resumed.metrics["train"]["global_step"] == 12
