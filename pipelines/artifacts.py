@@ -18,6 +18,7 @@ from pipelines.errors import UserError
 
 MANIFEST = "manifest.json"
 RUN_MARKER = "run.json"
+CACHE = "cache"
 PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "accelerate", "safetensors", "numpy")
 
 
@@ -36,6 +37,8 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, se
                     f"output folder {path} is not empty and was not written by this tool; refusing to delete it"
                 )
             for child in path.iterdir():
+                if child.name == CACHE:  # keyed by content fingerprints: safe to reuse
+                    continue
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         elif resume and (path / MANIFEST).is_file():
             raise UserError(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import artifacts
-from pipelines.config import FinetuneConfig, dump_yaml, to_dict
+from pipelines.config import FinetuneConfig, TrainSettings, dump_yaml, to_dict
 from pipelines.data import PreparedData, prepare_data, tokenize
 from pipelines.errors import UserError
 from pipelines.evaluation import PaddingCollator, predict_logits
@@ -55,12 +55,11 @@ def add_lora(model, config: FinetuneConfig):
         raise UserError(f"LoRA could not be applied: {str(err).splitlines()[0]}; check lora.target_modules") from err
 
 
-def training_arguments(config: FinetuneConfig, checkpoint_dir: Path):
+def training_arguments(train: TrainSettings, checkpoint_dir: Path):
     """transformers TrainingArguments from our settings (transformers 5 names)."""
     import torch
     from transformers import TrainingArguments
 
-    train = config.train
     save_strategy = train.eval_strategy if train.eval_strategy != "no" else "epoch"
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -131,7 +130,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     checkpoint_dir = output_dir / CHECKPOINTS
     trainer = Trainer(
         model=model,
-        args=training_arguments(config, checkpoint_dir),
+        args=training_arguments(config.train, checkpoint_dir),
         train_dataset=train_ds,
         eval_dataset=eval_ds if config.train.eval_strategy != "no" else None,
         processing_class=tokenizer,

@@ -80,3 +80,52 @@ of {metrics["parameters"]["total"]:,}.
 - The model inherits the biases of its pretrained base model and of the training data.
 - Scores are softmax probabilities, not calibrated confidences.
 """
+
+
+def distill_card(config, metrics: dict, distill_metrics: dict) -> str:
+    """Model card of a distilled student: teacher vs student table, then the student's own metrics."""
+    teacher, student = distill_metrics["teacher"], distill_metrics["student"]
+    rows = [("parameters", "{:,}"), ("size_mb", "{:.1f}"), ("layers", "{}"), ("hidden_size", "{}"),
+            ("dev_accuracy", "{:.4f}"), ("dev_macro_f1", "{:.4f}"), ("latency_b1_ms", "{:.2f}"),
+            ("latency_b32_ms", "{:.1f}")]
+    table = ["| | teacher | student |", "|---|---|---|"]
+    table += [f"| {key} | {fmt.format(teacher[key])} | {fmt.format(student[key])} |" for key, fmt in rows]
+    evaluated = metrics["eval"]
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+---
+
+# Student distilled from `{teacher["path"]}`
+
+Labels: {", ".join(f"`{n}`" for n in metrics["data"]["label_names"])}. Student: {student["kind"]}\
+{f" (teacher layers {student['layer_map']})" if student["layer_map"] else ""}. Loads with plain transformers:
+`pipeline("text-classification", model="PATH/TO/THIS/FOLDER")`.
+
+{chr(10).join(table)}
+
+Retention (student / teacher accuracy): **{distill_metrics["retention"]:.4f}**; agreement with the teacher:
+**{distill_metrics["agreement"]:.4f}**; speed-up at batch 32: **{distill_metrics["speedup_b32"]:.2f}x**
+(CPU, tokenization included).
+
+## Evaluation of the student
+
+{_metrics_table(evaluated)}
+
+{_confusion_table(evaluated["confusion_matrix"])}
+
+## Settings
+
+Soft KL at T={config.loss.temperature} (x T²) weighted {config.loss.soft_weight}, gold-label cross-entropy
+weighted {1 - config.loss.soft_weight:.2f}; hidden-state MSE weight {config.loss.hidden_weight}; teacher logits
+{config.distill.teacher_mode}; {config.distill.augment_copies} augmented copies per training text.
+
+```yaml
+{dump_yaml(config).strip()}
+```
+
+## Limitations
+
+- A student copies its teacher's mistakes and biases; agreement above says how closely it follows it.
+- Measured on the evaluation data above only; latency depends on the machine and thread count.
+"""

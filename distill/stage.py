@@ -1,0 +1,246 @@
+"""The distillation stage: a fine-tuned teacher folder => a smaller, faster student folder + distill_metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from distill.augment import augment_rows
+from distill.config import DistillConfig
+from distill.student import evenly_spaced, fresh_student, num_layers, student_from_teacher_layers
+from distill.teacher_logits import cached_teacher_logits
+from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
+from pipelines import artifacts
+from pipelines.config import dump_yaml, to_dict
+from pipelines.data import LABEL, TEXT, TEXT_PAIR, prepare_data, tokenize
+from pipelines.errors import UserError
+from pipelines.evaluation import predict_logits
+from pipelines.finetune import CHECKPOINTS, last_checkpoint, set_threads, training_arguments
+from pipelines.latency import latency_ms
+from pipelines.metrics import classification_metrics, trainer_metrics
+from pipelines.model_card import distill_card
+from pipelines.models import load_classifier, load_tokenizer, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillResult:
+    output_dir: Path
+    metrics: dict
+    wall_seconds: float
+
+
+def load_teacher(path: str):
+    """The teacher classifier folder: its model (eval mode), tokenizer and label names."""
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve_model(path)
+    if source.kind != "local":
+        raise UserError(f"the teacher must be a fine-tuned model folder, got '{path}'")
+    tokenizer = load_tokenizer(source)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source.location, use_safetensors=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load the teacher from {path}: {str(err).splitlines()[0]}") from err
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer, labels
+
+
+def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names: list[str]):
+    """(student model, its tokenizer, teacher layer map or None) for the configured kind of student."""
+    settings = config.student
+    kind = settings.kind()
+    if kind == "layers":
+        layer_map = settings.layer_map or evenly_spaced(num_layers(teacher.config), settings.layers)
+        return student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map
+    if kind == "fresh":
+        intermediate = settings.intermediate_size or 4 * settings.hidden_size
+        student = fresh_student(teacher, settings.hidden_size, settings.num_hidden_layers,
+                                settings.num_attention_heads, intermediate)
+        return student, teacher_tokenizer, None
+    source = resolve_model(settings.model)
+    tokenizer = load_tokenizer(source)
+    return load_classifier(source, label_names, tokenizer), tokenizer, None
+
+
+def layer_pairs(student, teacher, layer_map: list[int] | None) -> LayerPairs:
+    """Student hidden_states index -> teacher hidden_states index (0 = embeddings, i + 1 = after layer i)."""
+    student_layers = num_layers(student.config)
+    teacher_targets = layer_map or evenly_spaced(num_layers(teacher.config), student_layers)
+    return LayerPairs(student=list(range(1, student_layers + 1)), teacher=[t + 1 for t in teacher_targets])
+
+
+def attach_projections(student, teacher, pairs: LayerPairs) -> None:
+    """Learned linear maps from the student's width to the teacher's, where they differ (hidden-state loss)."""
+    import torch
+
+    d_s, d_t = student.config.hidden_size, teacher.config.hidden_size
+    if d_s != d_t:
+        student.distill_projections = torch.nn.ModuleList(torch.nn.Linear(d_s, d_t) for _ in pairs.student)
+
+
+def _with_augmentation(train, config: DistillConfig, mask_token: str | None):
+    """Train rows plus teacher-labelled perturbed copies (label -100: soft loss only)."""
+    import datasets
+
+    train = train.cast_column(LABEL, datasets.Value("int64"))
+    copies = config.distill.augment_copies
+    if not copies:
+        return train
+    has_pair = TEXT_PAIR in train.column_names
+    texts, pairs = augment_rows(list(train[TEXT]), list(train[TEXT_PAIR]) if has_pair else None, copies,
+                                config.distill.augment_prob, config.train.seed, mask_token)
+    extra = {TEXT: texts, LABEL: [-100] * len(texts)}
+    if has_pair:
+        extra[TEXT_PAIR] = pairs
+    return datasets.concatenate_datasets([train, datasets.Dataset.from_dict(extra, features=train.features)])
+
+
+def model_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+
+
+def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = False,
+                callbacks: list | None = None) -> DistillResult:
+    """Distill config.distill.teacher into a student and write it, with distill_metrics.json, to output_dir."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    teacher, teacher_tokenizer, label_names = load_teacher(config.distill.teacher)
+    data_settings = replace(config.data, label_names=label_names)
+    data = prepare_data(data_settings, seed=config.train.seed)
+    student, tokenizer, layer_map = build_student(config, teacher, teacher_tokenizer, label_names)
+    same_tokenizer = tokenizer is teacher_tokenizer
+    online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
+    if online_needed and not same_tokenizer:
+        raise UserError("hidden-state and attention losses need a student with the teacher's tokenizer "
+                        "(student.layers or student.hidden_size), not student.model")
+    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="distill",
+                                 settings=to_dict(config))
+    set_threads(config.train.num_threads)
+    cache_dir = Path(config.distill.cache_dir) if config.distill.cache_dir else output_dir / artifacts.CACHE
+    max_length = config.student.max_length
+
+    train_rows = _with_augmentation(data.train, config, getattr(teacher_tokenizer, "mask_token", None))
+    fingerprint = f"{data.fingerprint}-aug{config.distill.augment_copies}-{config.distill.augment_prob}"
+    train_ds = tokenize(train_rows, tokenizer, max_length, data.has_pair, cache_dir, "student-train", fingerprint)
+    eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval", data.fingerprint)
+    teacher_dir = Path(config.distill.teacher)
+    if config.distill.teacher_mode == "cached":
+        cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair, max_length,
+                                       cache_dir, "train", fingerprint)
+        train_ds = train_ds.add_column("teacher_logits", cached.logits.tolist())
+        teacher_logits_computed = cached.computed
+    else:
+        teacher_logits_computed = None
+        if not same_tokenizer:
+            teacher_view = tokenize(train_rows, teacher_tokenizer, max_length, data.has_pair, cache_dir,
+                                    "teacher-train", fingerprint)
+            for column in ("input_ids", "attention_mask", "token_type_ids"):
+                if column in teacher_view.column_names:
+                    train_ds = train_ds.add_column(TEACHER_PREFIX + column, teacher_view[column])
+    prepared = time.perf_counter()
+
+    pairs = layer_pairs(student, teacher, layer_map) if online_needed else LayerPairs()
+    if config.loss.hidden_weight > 0:
+        attach_projections(student, teacher, pairs)
+    if config.loss.attention_weight > 0:
+        teacher.config._attn_implementation = student.config._attn_implementation = "eager"
+    from transformers import set_seed
+
+    set_seed(config.train.seed)
+    trainer = DistillTrainer(
+        model=student,
+        args=training_arguments(config.train, output_dir / CHECKPOINTS),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if config.train.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        data_collator=DistillCollator(tokenizer, None if same_tokenizer else teacher_tokenizer),
+        compute_metrics=trainer_metrics,
+        callbacks=callbacks,
+        loss_settings=config.loss,
+        teacher=teacher if (config.distill.teacher_mode == "online" or online_needed) else None,
+        layer_pairs=pairs,
+    )
+    checkpoint = last_checkpoint(output_dir / CHECKPOINTS) if resume else None
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    trained = time.perf_counter()
+    if not trainer.is_world_process_zero():
+        return DistillResult(output_dir=output_dir, metrics={}, wall_seconds=trained - started)
+
+    student = trainer.model
+    if hasattr(student, "distill_projections"):
+        del student.distill_projections
+    student.config.pad_token_id = tokenizer.pad_token_id
+    teacher_eval = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, data.eval, data.has_pair,
+                                         max_length, cache_dir, "eval", data.fingerprint).logits
+    student_eval = predict_logits(student, eval_ds, tokenizer, config.train.eval_batch_size)
+    references = list(eval_ds[LABEL])
+    student_metrics = classification_metrics(student_eval.argmax(-1), references, label_names)
+    teacher_metrics = classification_metrics(teacher_eval.argmax(-1), references, label_names)
+
+    staging = artifacts.staging_dir(output_dir)
+    student.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    texts = list(data.eval[TEXT])
+    latency = {
+        name: {f"latency_b{b}_ms": latency_ms(model, tok, texts, b, max_length) for b in (1, 32)}
+        for name, model, tok in (("teacher", teacher, teacher_tokenizer), ("student", student, tokenizer))
+    }
+    distill_metrics = {
+        "teacher": {
+            "path": str(teacher_dir),
+            "parameters": sum(p.numel() for p in teacher.parameters()),
+            "size_mb": model_size_mb(teacher_dir),
+            "layers": num_layers(teacher.config),
+            "hidden_size": teacher.config.hidden_size,
+            "dev_accuracy": teacher_metrics["accuracy"],
+            "dev_macro_f1": teacher_metrics["macro_f1"],
+            **latency["teacher"],
+        },
+        "student": {
+            "kind": config.student.kind(),
+            "layer_map": layer_map,
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "size_mb": model_size_mb(staging),
+            "layers": num_layers(student.config),
+            "hidden_size": student.config.hidden_size,
+            "dev_accuracy": student_metrics["accuracy"],
+            "dev_macro_f1": student_metrics["macro_f1"],
+            **latency["student"],
+        },
+        "retention": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-12),
+        "agreement": float(np.mean(student_eval.argmax(-1) == teacher_eval.argmax(-1))),
+        "speedup_b1": latency["teacher"]["latency_b1_ms"] / latency["student"]["latency_b1_ms"],
+        "speedup_b32": latency["teacher"]["latency_b32_ms"] / latency["student"]["latency_b32_ms"],
+        "teacher_logits": {"mode": config.distill.teacher_mode, "computed_this_run": teacher_logits_computed},
+        "train": {
+            "train_runtime": train_output.metrics.get("train_runtime"),
+            "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "train_examples": len(train_ds),
+            "augmented_examples": len(train_ds) - len(data.train),
+            "global_step": trainer.state.global_step,
+        },
+    }
+    metrics = {"eval": student_metrics, "data": {"train_examples": len(data.train), "eval_examples": len(data.eval),
+                                                 "label_names": label_names, "notes": data.notes}}
+    timings = {"prepare": prepared - started, "train": trained - prepared, "total": time.perf_counter() - started}
+    artifacts.write_json(staging / "metrics.json", metrics)
+    artifacts.write_json(staging / "distill_metrics.json", distill_metrics)
+    artifacts.write_json(staging / "training_log.json", trainer.state.log_history)
+    artifacts.write_text(staging / "config.yaml", dump_yaml(config))
+    artifacts.write_text(staging / "README.md", distill_card(config, metrics, distill_metrics))
+    artifacts.write_json(staging / artifacts.MANIFEST,
+                         artifacts.manifest("distill", to_dict(config), data.fingerprint, timings))
+    artifacts.publish(staging, output_dir)
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    log.info("distill metrics: %s", json.dumps({k: distill_metrics[k] for k in ("retention", "agreement",
+                                                                               "speedup_b32")}))
+    return DistillResult(output_dir=output_dir, metrics=distill_metrics, wall_seconds=time.perf_counter() - started)
