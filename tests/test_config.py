@@ -65,5 +65,7 @@ def test_every_setting_has_help():
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from distill.config import DistillConfig
+
     for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
-        load_config(FinetuneConfig, path)
+        load_config(DistillConfig if path.name.startswith("distill") else FinetuneConfig, path)

@@ -1,0 +1,125 @@
+"""Distillation from the SST-2 teacher: students' accuracy, retention, agreement and CPU speed-up.
+
+    python benchmarks/bench_distill.py [--teacher runs/sst2_minilm] [--students layers3,layers2,narrow]
+
+Every student learns from the same teacher folder (the configs/sst2_minilm.yaml recipe) on the full SST-2
+train set for the given epochs, with length-grouped batches, and is evaluated on the 872 dev sentences.
+Teacher logits are cached once (benchmarks/work/cache) and shared by the students. The
+precomputed-vs-online ratio times the same distillation steps of the 3-layer student with the teacher run
+on every batch over the same steps with cached logits. Prints a table, writes benchmarks/results/distill.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from distill.config import DistillConfig, DistillSettings, LossSettings, StudentSettings  # noqa: E402
+from pipelines.config import DataSettings, TrainSettings  # noqa: E402
+
+WORK = ROOT / "benchmarks" / "work" / "distill"
+RESULTS = ROOT / "benchmarks" / "results"
+
+STUDENTS = {
+    # name: (student settings, loss settings, distill extras, train extras)
+    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5), {}, {}),
+    "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5), {}, {}),
+    "narrow": (
+        StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024),
+        LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
+        {"augment_copies": 1},
+        {"learning_rate": 5e-4},
+    ),
+}
+
+
+def config_for(name: str, teacher: Path, epochs: float, **overrides) -> DistillConfig:
+    student, loss, distill_extra, train_extra = STUDENTS[name]
+    train = {"epochs": epochs, "batch_size": 32, "eval_batch_size": 128, "learning_rate": 1e-4, "warmup": 0.06,
+             "eval_strategy": "no", "logging_steps": 200, "seed": 42, **train_extra, **overrides}
+    return DistillConfig(
+        output_dir=str(WORK / name),
+        distill=DistillSettings(teacher=str(teacher), cache_dir=str(WORK / "cache"), **distill_extra),
+        student=student,
+        loss=loss,
+        data=DataSettings(train_file=str(ROOT / "data/sst2/train.tsv"), eval_file=str(ROOT / "data/sst2/dev.tsv"),
+                          text_column="sentence"),
+        train=TrainSettings(**train),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default=str(ROOT / "runs" / "sst2_minilm"))
+    parser.add_argument("--students", default="layers3,layers2,narrow")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--narrow-epochs", type=float, default=1.0)
+    parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
+    args = parser.parse_args()
+
+    import torch
+
+    from distill.stage import run_distill
+
+    teacher = Path(args.teacher)
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    students, teacher_row = [], None
+    for name in args.students.split(","):
+        epochs = args.narrow_epochs if name == "narrow" else args.epochs
+        result = run_distill(config_for(name, teacher, epochs), overwrite=(WORK / name).exists())
+        m = result.metrics
+        teacher_row = {"dev_accuracy": m["teacher"]["dev_accuracy"], "latency_b1_ms": m["teacher"]["latency_b1_ms"],
+                       "latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["teacher"]["parameters"]}
+        students.append({
+            "name": name, "layers": m["student"]["layers"], "hidden_size": m["student"]["hidden_size"],
+            "dev_accuracy": m["student"]["dev_accuracy"], "retention": m["retention"], "agreement": m["agreement"],
+            "speedup_b32": m["speedup_b32"], "speedup_b1": m["speedup_b1"],
+            "latency_b32_ms": m["student"]["latency_b32_ms"], "parameters": m["student"]["parameters"],
+            "size_mb": m["student"]["size_mb"], "epochs": epochs, "train_seconds": m["train"]["train_runtime"],
+            "wall_seconds": result.wall_seconds,
+        })
+
+    # Same steps of the 3-layer student, teacher logits cached (already on disk) vs the teacher run online.
+    timings = {}
+    for mode in ("cached", "online"):
+        config = config_for("layers3", teacher, 1.0, max_steps=args.ratio_steps)
+        config.output_dir = str(WORK / f"ratio-{mode}")
+        config.distill.teacher_mode = mode
+        metrics = run_distill(config, overwrite=(WORK / f"ratio-{mode}").exists()).metrics
+        timings[mode] = metrics["train"]["train_runtime"]
+
+    result = {
+        "teacher": teacher_row,
+        "students": students,
+        "precomputed_vs_online_time_ratio": timings["online"] / timings["cached"],
+        "ratio_train_seconds": timings,
+        "setup": {
+            "teacher": str(teacher.relative_to(ROOT)) if teacher.is_relative_to(ROOT) else str(teacher),
+            "data": "SST-2 train (67,349) -> dev (872)",
+            "losses": {name: vars(STUDENTS[name][1]) for name in STUDENTS},
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+            "wall_seconds": time.perf_counter() - started,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "distill.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nteacher: dev accuracy {teacher_row['dev_accuracy']:.4f}, "
+          f"{teacher_row['latency_b32_ms']:.1f} ms per batch of 32")
+    print(f"{'student':<9} {'layers':>6} {'hidden':>6} {'dev acc':>8} {'retention':>9} {'agree':>6} {'speedup32':>9}")
+    for s in students:
+        print(f"{s['name']:<9} {s['layers']:>6} {s['hidden_size']:>6} {s['dev_accuracy']:>8.4f} "
+              f"{s['retention']:>9.4f} {s['agreement']:>6.3f} {s['speedup_b32']:>8.2f}x")
+    print(f"online / cached teacher time per step: {result['precomputed_vs_online_time_ratio']:.2f}x")
+    print(f"wrote {RESULTS / 'distill.json'}")
+
+
+if __name__ == "__main__":
+    main()
