@@ -25,7 +25,7 @@ from pipelines.finetune import CHECKPOINTS, last_checkpoint, set_threads, traini
 from pipelines.latency import latency_ms
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import distill_card
-from pipelines.models import load_classifier, load_tokenizer, resolve_model
+from pipelines.models import load_classifier, load_tokenizer, load_trained_classifier, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +35,6 @@ class DistillResult:
     output_dir: Path
     metrics: dict
     wall_seconds: float
-
-
-def load_teacher(path: str):
-    """The teacher classifier folder: its model (eval mode), tokenizer and label names."""
-    from transformers import AutoModelForSequenceClassification
-
-    source = resolve_model(path)
-    if source.kind != "local":
-        raise UserError(f"the teacher must be a fine-tuned model folder, got '{path}'")
-    tokenizer = load_tokenizer(source)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(source.location, use_safetensors=True)
-    except (OSError, ValueError) as err:
-        raise UserError(f"could not load the teacher from {path}: {str(err).splitlines()[0]}") from err
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model.eval(), tokenizer, labels
 
 
 def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names: list[str]):
@@ -113,7 +96,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     """Distill config.distill.teacher into a student and write it, with distill_metrics.json, to output_dir."""
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
-    teacher, teacher_tokenizer, label_names = load_teacher(config.distill.teacher)
+    teacher, teacher_tokenizer, label_names = load_trained_classifier(config.distill.teacher, role="teacher")
     data_settings = replace(config.data, label_names=label_names)
     data = prepare_data(data_settings, seed=config.train.seed)
     student, tokenizer, layer_map = build_student(config, teacher, teacher_tokenizer, label_names)

@@ -61,6 +61,8 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
     from transformers import TrainingArguments
 
     save_strategy = train.eval_strategy if train.eval_strategy != "no" else "epoch"
+    if "tensorboard" in train.report_to:  # keep the event files beside the model, not in checkpoints/
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir.parent / "tensorboard")
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=train.epochs,

@@ -153,6 +153,23 @@ def load_classifier(source: ModelSource, label_names: list[str], tokenizer, trus
     return model
 
 
+def load_trained_classifier(path: str, role: str = "model"):
+    """A classifier folder this project wrote (or any local one): model in eval mode, tokenizer, label names."""
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve_model(path)
+    if source.kind != "local":
+        raise UserError(f"the {role} must be a fine-tuned model folder, got '{path}'")
+    tokenizer = load_tokenizer(source)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source.location, use_safetensors=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load the {role} from {path}: {_first_line(err)}") from err
+    model.config.pad_token_id = tokenizer.pad_token_id
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model.eval(), tokenizer, labels
+
+
 def lora_targets(model) -> list[str]:
     """Default LoRA target module names for this architecture: its linear layers, not the head."""
     import torch

@@ -1,0 +1,49 @@
+"""The explanation stage's config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from pipelines.errors import UserError
+
+METHOD_NAMES = ("shap", "lime", "ig")
+
+
+@dataclasses.dataclass
+class ExplainConfig:
+    output_dir: str = dataclasses.field(default="runs/explain", metadata={"help": "Folder for the report."})
+    model: str = dataclasses.field(default="runs/sst2_minilm", metadata={"help": "Classifier folder to explain."})
+    compare: str | None = dataclasses.field(
+        default=None, metadata={"help": "A second classifier (e.g. the student) explained side by side."}
+    )
+    input_file: str | None = dataclasses.field(default=None, metadata={"help": "File with the texts to explain."})
+    texts: list[str] | None = dataclasses.field(default=None, metadata={"help": "Texts given directly."})
+    text_column: str = dataclasses.field(default="text", metadata={"help": "Column with the text."})
+    text_pair_column: str | None = dataclasses.field(default=None, metadata={"help": "Second text column."})
+    label_column: str | None = dataclasses.field(
+        default="label", metadata={"help": "Gold labels, shown when the column exists."}
+    )
+    num_examples: int = dataclasses.field(default=20, metadata={"help": "How many rows of the file to explain."})
+    select: Literal["first", "random"] = dataclasses.field(
+        default="first", metadata={"help": "Which rows: the first N or N at random (seeded)."}
+    )
+    methods: list[str] = dataclasses.field(
+        default_factory=lambda: ["shap"], metadata={"help": "Attribution methods: shap, lime, ig."}
+    )
+    max_evals: int = dataclasses.field(default=500, metadata={"help": "Model evaluations per example (SHAP, LIME)."})
+    batch_size: int = dataclasses.field(default=256, metadata={"help": "Texts per forward pass."})
+    max_length: int = dataclasses.field(default=128, metadata={"help": "Tokens kept per text."})
+    top_k: int = dataclasses.field(default=3, metadata={"help": "k of the top-k agreement."})
+    seed: int = dataclasses.field(default=42, metadata={"help": "Seed for selection, LIME and the random baseline."})
+    num_threads: int | None = dataclasses.field(default=None, metadata={"help": "torch CPU threads."})
+
+    def __post_init__(self) -> None:
+        for key in ("num_examples", "max_evals", "batch_size", "max_length", "top_k"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be a positive number, got {getattr(self, key)}")
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if unknown or not self.methods:
+            raise UserError(f"methods must be among {', '.join(METHOD_NAMES)}; got {', '.join(self.methods) or 'none'}")
+        if self.max_evals < 10:
+            raise UserError(f"max_evals must be at least 10, got {self.max_evals}")

@@ -1,0 +1,151 @@
+"""The explanation stage: attributions, faithfulness, agreement and an HTML report for one or two classifiers."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explain.agreement import aggregate as aggregate_agreement
+from explain.agreement import agreement
+from explain.config import ExplainConfig
+from explain.faithfulness import faithfulness, random_baseline, summarize
+from explain.methods import explain
+from explain.predict import Predictor, join_pair
+from explain.report import render, token_colors
+from pipelines import artifacts
+from pipelines.config import to_dict
+from pipelines.data import read_table
+from pipelines.errors import UserError
+from pipelines.finetune import set_threads
+from pipelines.models import load_trained_classifier
+
+
+@dataclass
+class ExplainResult:
+    output_dir: Path
+    metrics: dict
+    wall_seconds: float
+
+
+def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], str]:
+    """(texts to explain, gold labels or None, where they came from); pairs joined for the predictor."""
+    if config.texts:
+        return list(config.texts), [None] * len(config.texts), "the command line"
+    if not config.input_file:
+        raise UserError("give texts to explain: --input-file FILE or --text \"...\"")
+    table = read_table(config.input_file)
+    columns = list(table.column_names)
+    for name, role in ((config.text_column, "text"), (config.text_pair_column, "text pair")):
+        if name and name not in columns:
+            raise UserError(f"{config.input_file}: no {role} column '{name}'; the columns are "
+                            f"{', '.join(repr(c) for c in columns)}")
+    if config.num_examples > len(table):
+        raise UserError(f"--num-examples {config.num_examples} is larger than {config.input_file}, "
+                        f"which has {len(table)} rows")
+    rows = list(range(len(table)))
+    if config.select == "random":
+        rows = sorted(np.random.default_rng(config.seed).choice(len(table), config.num_examples, replace=False))
+    rows = [int(r) for r in rows[: config.num_examples]]
+    subset = table.select(rows)
+    texts = [str(t) if t is not None else "" for t in subset[config.text_column]]
+    empty = [rows[i] + 2 for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise UserError(f"{config.input_file}: {len(empty)} of the selected rows have an empty text "
+                        f"(first at line {empty[0]})")
+    if config.text_pair_column:
+        texts = [join_pair(t, str(p)) for t, p in zip(texts, subset[config.text_pair_column], strict=True)]
+    gold = [None] * len(texts)
+    if config.label_column and config.label_column in columns:
+        gold = [str(v) for v in subset[config.label_column]]
+    return texts, gold, config.input_file
+
+
+def _gold_names(gold: list[str | None], labels: list[str]) -> list[str | None]:
+    """Integer gold labels are shown by the model's label names."""
+    return [labels[int(g)] if g is not None and g.isdigit() and int(g) < len(labels) else g for g in gold]
+
+
+def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult:
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    texts, gold, source = load_examples(config)
+    loaded = [("model", *load_trained_classifier(config.model))]
+    if config.compare:
+        loaded.append(("compare", *load_trained_classifier(config.compare, role="--compare model")))
+        if loaded[1][3] != loaded[0][3]:
+            raise UserError(f"--compare model labels ({', '.join(loaded[1][3])}) differ from the model's "
+                            f"({', '.join(loaded[0][3])}); explanations could not be compared")
+    artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite, stage="explain",
+                                 settings=to_dict(config))
+    set_threads(config.num_threads)
+    labels = loaded[0][3]
+    gold = _gold_names(gold, labels)
+
+    names = {"model": Path(config.model).name or config.model,
+             "compare": Path(config.compare).name if config.compare else None}
+    results: dict[str, dict[str, list]] = {}
+    faithfulness_rows, per_example = [], {}
+    for role, model, tokenizer, _ in loaded:
+        predictor = Predictor(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
+                              pairs=bool(config.text_pair_column))
+        results[role] = {}
+        for method in config.methods:
+            began = time.perf_counter()
+            attributions = explain(method, predictor, texts, config.max_evals, config.batch_size, config.seed)
+            seconds = time.perf_counter() - began
+            scores = faithfulness(predictor, attributions)
+            for a, s in zip(attributions, scores, strict=True):
+                a.extra.update({"model": names[role], "faithfulness": s})
+            results[role][method] = attributions
+            faithfulness_rows.append({"model": names[role], "method": method, "seconds": seconds,
+                                      **summarize(scores)})
+            per_example[(role, method)] = scores
+        baseline = random_baseline(predictor, results[role][config.methods[0]], seed=config.seed)
+        faithfulness_rows.append({"model": names[role], "method": "random", "seconds": 0.0, **summarize(baseline)})
+
+    agreement_rows = []
+    if config.compare:
+        for method in config.methods:
+            pairs = list(zip(results["model"][method], results["compare"][method], strict=True))
+            rows = [agreement(a, b, config.top_k) for a, b in pairs]
+            agreement_rows.append({"method": method, **aggregate_agreement(rows),
+                                   "same_prediction": float(np.mean([a.predicted == b.predicted for a, b in pairs]))})
+
+    first = config.methods[0]
+    models = []
+    for role, *_ in loaded:
+        attributions = results[role][first]
+        predicted = [a.label for a in attributions]
+        known = [(p, g) for p, g in zip(predicted, gold, strict=True) if g is not None]
+        models.append({"name": names[role], "labels": labels, "count": len(attributions),
+                       "accuracy": float(np.mean([p == g for p, g in known])) if known else float("nan"),
+                       "mean_probability": float(np.mean([a.probability for a in attributions]))})
+    examples = [{"gold": gold[i], "views": [
+        {"model": names[role], "label": results[role][first][i].label,
+         "probability": results[role][first][i].probability, "tokens": token_colors(results[role][first][i])}
+        for role, *_ in loaded]} for i in range(len(texts))]
+
+    metrics = {
+        "examples": len(texts),
+        "methods": config.methods,
+        "max_evals": config.max_evals,
+        "faithfulness": faithfulness_rows,
+        "agreement": agreement_rows,
+        "models": models,
+    }
+    staging = artifacts.staging_dir(output_dir)
+    lines = [json.dumps(a.to_json(), ensure_ascii=False) for role in results for m in results[role]
+             for a in results[role][m]]
+    artifacts.write_text(staging / "attributions.jsonl", "\n".join(lines) + "\n")
+    artifacts.write_json(staging / "explain_metrics.json", metrics)
+    title = names["model"] + (f" vs {names['compare']}" if config.compare else "")
+    artifacts.write_text(staging / "report.html", render(title, source, config.methods, config.max_evals, models,
+                                                         examples, faithfulness_rows, agreement_rows, config.top_k))
+    artifacts.write_json(staging / artifacts.MANIFEST, artifacts.manifest(
+        "explain", to_dict(config), "", {"total": time.perf_counter() - started}))
+    artifacts.publish(staging, output_dir)
+    return ExplainResult(output_dir=output_dir, metrics=metrics, wall_seconds=time.perf_counter() - started)
