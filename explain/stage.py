@@ -87,6 +87,8 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
 
     names = {"model": Path(config.model).name or config.model,
              "compare": Path(config.compare).name if config.compare else None}
+    if names["compare"] == names["model"]:
+        names["compare"] += " (compare)"
     results: dict[str, dict[str, list]] = {}
     faithfulness_rows, per_example = [], {}
     for role, model, tokenizer, _ in loaded:
