@@ -25,8 +25,10 @@ class ExplainConfig:
         default="label", metadata={"help": "Gold labels, shown when the column exists."}
     )
     num_examples: int = dataclasses.field(default=20, metadata={"help": "How many rows of the file to explain."})
-    select: Literal["first", "random"] = dataclasses.field(
-        default="first", metadata={"help": "Which rows: the first N or N at random (seeded)."}
+    select: Literal["first", "random", "informative"] = dataclasses.field(
+        default="first",
+        metadata={"help": "Which rows: the first N, N at random (seeded), or informative: a third each of the "
+                          "most confident, least confident and misclassified predictions of the model."},
     )
     methods: list[str] = dataclasses.field(
         default_factory=lambda: ["shap"], metadata={"help": "Attribution methods: shap, lime, ig."}

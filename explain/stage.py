@@ -23,6 +23,9 @@ from pipelines.errors import UserError
 from pipelines.finetune import set_threads
 from pipelines.models import load_trained_classifier
 
+INFORMATIVE_POOL = 2000
+GROUPS = ("most confident", "least confident", "misclassified")
+
 
 @dataclass
 class ExplainResult:
@@ -47,9 +50,11 @@ def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], s
         raise UserError(f"--num-examples {config.num_examples} is larger than {config.input_file}, "
                         f"which has {len(table)} rows")
     rows = list(range(len(table)))
-    if config.select == "random":
+    if config.select == "informative":  # choose after predicting; keep a bounded pool
+        rows = sorted(np.random.default_rng(config.seed).permutation(len(table))[:INFORMATIVE_POOL].tolist())
+    elif config.select == "random":
         rows = sorted(np.random.default_rng(config.seed).choice(len(table), config.num_examples, replace=False))
-    rows = [int(r) for r in rows[: config.num_examples]]
+    rows = [int(r) for r in (rows if config.select == "informative" else rows[: config.num_examples])]
     subset = table.select(rows)
     texts = [str(t) if t is not None else "" for t in subset[config.text_column]]
     empty = [rows[i] + 2 for i, t in enumerate(texts) if not t.strip()]
@@ -69,6 +74,29 @@ def _gold_names(gold: list[str | None], labels: list[str]) -> list[str | None]:
     return [labels[int(g)] if g is not None and g.isdigit() and int(g) < len(labels) else g for g in gold]
 
 
+def informative(probabilities: np.ndarray, gold: list[str | None], labels: list[str], n: int) -> list[tuple[int, str]]:
+    """(row, group) for n rows: the most confident correct, the least confident, and the misclassified
+    predictions with the highest confidence, a third each (topped up from the confident ones)."""
+    confidence = probabilities.max(axis=1)
+    predicted = [labels[i] for i in probabilities.argmax(axis=1)]
+    wrong = [i for i, g in enumerate(gold) if g is not None and g != predicted[i]]
+    chosen: dict[int, str] = {}
+
+    def take(candidates, group: str, count: int) -> None:
+        for i in candidates:
+            if count <= 0 or len(chosen) >= n:
+                return
+            if int(i) not in chosen:
+                chosen[int(i)] = group
+                count -= 1
+
+    take(sorted(wrong, key=lambda i: -confidence[i]), "misclassified", n // 3)
+    take(np.argsort(confidence, kind="stable"), "least confident", n // 3)
+    take(np.argsort(-confidence, kind="stable"), "most confident", n)
+    order = {g: k for k, g in enumerate(GROUPS)}
+    return sorted(chosen.items(), key=lambda item: (order[item[1]], -confidence[item[0]]))
+
+
 def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult:
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
@@ -84,6 +112,12 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
     set_threads(config.num_threads)
     labels = loaded[0][3]
     gold = _gold_names(gold, labels)
+    groups: list[str | None] = [None] * len(texts)
+    if config.select == "informative":
+        predictor = Predictor(loaded[0][1], loaded[0][2], batch_size=config.batch_size, max_length=config.max_length,
+                              pairs=bool(config.text_pair_column))
+        picked = informative(predictor(texts), gold, labels, config.num_examples)
+        texts, gold, groups = [texts[i] for i, _ in picked], [gold[i] for i, _ in picked], [g for _, g in picked]
 
     names = {"model": Path(config.model).name or config.model,
              "compare": Path(config.compare).name if config.compare else None}
@@ -126,7 +160,7 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
         models.append({"name": names[role], "labels": labels, "count": len(attributions),
                        "accuracy": float(np.mean([p == g for p, g in known])) if known else float("nan"),
                        "mean_probability": float(np.mean([a.probability for a in attributions]))})
-    examples = [{"gold": gold[i], "views": [
+    examples = [{"gold": gold[i], "group": groups[i], "views": [
         {"model": names[role], "label": results[role][first][i].label,
          "probability": results[role][first][i].probability, "tokens": token_colors(results[role][first][i])}
         for role, *_ in loaded]} for i in range(len(texts))]
