@@ -99,36 +99,44 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     teacher, teacher_tokenizer, label_names = load_trained_classifier(config.distill.teacher, role="teacher")
     data_settings = replace(config.data, label_names=label_names)
     data = prepare_data(data_settings, seed=config.train.seed)
+    from transformers import set_seed
+
+    set_seed(config.train.seed)  # fresh students are initialised at random
     student, tokenizer, layer_map = build_student(config, teacher, teacher_tokenizer, label_names)
     same_tokenizer = tokenizer is teacher_tokenizer
     online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
     if online_needed and not same_tokenizer:
         raise UserError("hidden-state and attention losses need a student with the teacher's tokenizer "
                         "(student.layers or student.hidden_size), not student.model")
-    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="distill",
-                                 settings=to_dict(config))
+    settings = to_dict(config)
+    artifacts.check_output_dir(output_dir, resume, overwrite, "distill", settings)  # every rank, before DDP
     set_threads(config.train.num_threads)
+    args = training_arguments(config.train, output_dir / CHECKPOINTS)  # starts the process group under torchrun
     cache_dir = Path(config.distill.cache_dir) if config.distill.cache_dir else output_dir / artifacts.CACHE
     max_length = config.student.max_length
-
-    train_rows = _with_augmentation(data.train, config, getattr(teacher_tokenizer, "mask_token", None))
-    fingerprint = f"{data.fingerprint}-aug{config.distill.augment_copies}-{config.distill.augment_prob}"
-    train_ds = tokenize(train_rows, tokenizer, max_length, data.has_pair, cache_dir, "student-train", fingerprint)
-    eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval", data.fingerprint)
     teacher_dir = Path(config.distill.teacher)
-    if config.distill.teacher_mode == "cached":
-        cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair, max_length,
-                                       cache_dir, "train", fingerprint)
-        train_ds = train_ds.add_column("teacher_logits", cached.logits.tolist())
-        teacher_logits_computed = cached.computed
-    else:
-        teacher_logits_computed = None
-        if not same_tokenizer:
-            teacher_view = tokenize(train_rows, teacher_tokenizer, max_length, data.has_pair, cache_dir,
-                                    "teacher-train", fingerprint)
-            for column in ("input_ids", "attention_mask", "token_type_ids"):
-                if column in teacher_view.column_names:
-                    train_ds = train_ds.add_column(TEACHER_PREFIX + column, teacher_view[column])
+    with args.main_process_first(desc="output folder, tokenization and teacher logits"):
+        if args.process_index == 0:
+            artifacts.prepare_output_dir(output_dir, resume, overwrite, "distill", settings)
+        train_rows = _with_augmentation(data.train, config, getattr(teacher_tokenizer, "mask_token", None))
+        fingerprint = f"{data.fingerprint}-aug{config.distill.augment_copies}-{config.distill.augment_prob}"
+        train_ds = tokenize(train_rows, tokenizer, max_length, data.has_pair, cache_dir, "student-train",
+                            fingerprint)
+        eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval",
+                           data.fingerprint)
+        if config.distill.teacher_mode == "cached":
+            cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair,
+                                           max_length, cache_dir, "train", fingerprint)
+            train_ds = train_ds.add_column("teacher_logits", cached.logits.tolist())
+            teacher_logits_computed = cached.computed
+        else:
+            teacher_logits_computed = None
+            if not same_tokenizer:
+                teacher_view = tokenize(train_rows, teacher_tokenizer, max_length, data.has_pair, cache_dir,
+                                        "teacher-train", fingerprint)
+                for column in ("input_ids", "attention_mask", "token_type_ids"):
+                    if column in teacher_view.column_names:
+                        train_ds = train_ds.add_column(TEACHER_PREFIX + column, teacher_view[column])
     prepared = time.perf_counter()
 
     pairs = layer_pairs(student, teacher, layer_map) if online_needed else LayerPairs()
@@ -136,12 +144,10 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         attach_projections(student, teacher, pairs)
     if config.loss.attention_weight > 0:
         teacher.config._attn_implementation = student.config._attn_implementation = "eager"
-    from transformers import set_seed
-
     set_seed(config.train.seed)
     trainer = DistillTrainer(
         model=student,
-        args=training_arguments(config.train, output_dir / CHECKPOINTS),
+        args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds if config.train.eval_strategy != "no" else None,
         processing_class=tokenizer,

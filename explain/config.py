@@ -17,6 +17,8 @@ class ExplainConfig:
     compare: str | None = dataclasses.field(
         default=None, metadata={"help": "A second classifier (e.g. the student) explained side by side."}
     )
+    model_name: str | None = dataclasses.field(default=None, metadata={"help": "Name shown for the model."})
+    compare_name: str | None = dataclasses.field(default=None, metadata={"help": "Name shown for --compare."})
     input_file: str | None = dataclasses.field(default=None, metadata={"help": "File with the texts to explain."})
     texts: list[str] | None = dataclasses.field(default=None, metadata={"help": "Texts given directly."})
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column with the text."})

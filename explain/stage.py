@@ -119,8 +119,8 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
         picked = informative(predictor(texts), gold, labels, config.num_examples)
         texts, gold, groups = [texts[i] for i, _ in picked], [gold[i] for i, _ in picked], [g for _, g in picked]
 
-    names = {"model": Path(config.model).name or config.model,
-             "compare": Path(config.compare).name if config.compare else None}
+    names = {"model": config.model_name or Path(config.model).name or config.model,
+             "compare": config.compare_name or (Path(config.compare).name if config.compare else None)}
     if names["compare"] == names["model"]:
         names["compare"] += " (compare)"
     results: dict[str, dict[str, list]] = {}
@@ -172,6 +172,7 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
         "faithfulness": faithfulness_rows,
         "agreement": agreement_rows,
         "models": models,
+        "examples_info": [{"gold": gold[i], "group": groups[i]} for i in range(len(texts))],
     }
     staging = artifacts.staging_dir(output_dir)
     lines = [json.dumps(a.to_json(), ensure_ascii=False) for role in results for m in results[role]

@@ -22,55 +22,63 @@ CACHE = "cache"
 PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "accelerate", "safetensors", "numpy")
 
 
-def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> None:
-    """Make sure path can take a new run (or continue one); refuse to clobber anything by surprise.
+def check_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> str:
+    """Decide what a run may do with path without touching it: "new", "resume" or "overwrite".
 
-    `settings` (the resolved config) is recorded in run.json; --resume with different settings is refused.
+    Refuses (UserError) to clobber a finished run without overwrite, a folder this tool did not write, or
+    to resume with different `settings` than the interrupted run recorded in run.json.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        ours = (path / RUN_MARKER).is_file() or (path / MANIFEST).is_file()
-        if overwrite:
-            if not ours:
-                raise UserError(
-                    f"output folder {path} is not empty and was not written by this tool; refusing to delete it"
-                )
-            for child in path.iterdir():
-                if child.name == CACHE:  # keyed by content fingerprints: safe to reuse
-                    continue
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        elif resume and (path / MANIFEST).is_file():
-            raise UserError(
-                f"output folder {path} holds a finished run, nothing to resume; pass --overwrite to train again"
-            )
-        elif resume and ours:
-            marker = json.loads((path / RUN_MARKER).read_text()) if (path / RUN_MARKER).is_file() else {}
-            if marker.get("stage") not in (None, stage):
-                raise UserError(f"output folder {path} holds a {marker['stage']} run, not a {stage} run")
-            changed = _first_difference(marker.get("settings"), settings)
-            if settings is not None and changed:
-                raise UserError(
-                    f"cannot resume the run in {path}: setting '{changed}' differs from the interrupted run; "
-                    "use the same settings, or pass --overwrite to start again"
-                )
-            return
-        elif (path / MANIFEST).is_file():
-            raise UserError(
-                f"output folder {path} already holds a finished run; pass --overwrite to replace it "
-                "or choose another --output-dir"
-            )
-        elif ours:
-            raise UserError(
-                f"output folder {path} holds an unfinished run; pass --resume to continue it or --overwrite to restart"
-            )
-        else:
-            raise UserError(f"output folder {path} is not empty; choose an empty or new --output-dir")
+    if not (path.is_dir() and any(path.iterdir())):
+        parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"cannot write to output folder {path}: {parent} is not writable")
+        return "new"
+    ours = (path / RUN_MARKER).is_file() or (path / MANIFEST).is_file()
+    finished = (path / MANIFEST).is_file()
+    if overwrite:
+        if not ours:
+            raise UserError(f"output folder {path} is not empty and was not written by this tool; "
+                            "refusing to delete it")
+        return "overwrite"
+    if resume and finished:
+        raise UserError(f"output folder {path} holds a finished run, nothing to resume; pass --overwrite to "
+                        "train again")
+    if resume and ours:
+        marker = json.loads((path / RUN_MARKER).read_text()) if (path / RUN_MARKER).is_file() else {}
+        if marker.get("stage") not in (None, stage):
+            raise UserError(f"output folder {path} holds a {marker['stage']} run, not a {stage} run")
+        changed = _first_difference(marker.get("settings"), settings)
+        if settings is not None and changed:
+            raise UserError(f"cannot resume the run in {path}: setting '{changed}' differs from the interrupted "
+                            "run; use the same settings, or pass --overwrite to start again")
+        return "resume"
+    if finished:
+        raise UserError(f"output folder {path} already holds a finished run; pass --overwrite to replace it "
+                        "or choose another --output-dir")
+    if ours:
+        raise UserError(f"output folder {path} holds an unfinished run; pass --resume to continue it or "
+                        "--overwrite to restart")
+    raise UserError(f"output folder {path} is not empty; choose an empty or new --output-dir")
+
+
+def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> str:
+    """check_output_dir, then act on it: clear a folder being overwritten (keeping cache/) and record run.json."""
+    action = check_output_dir(path, resume, overwrite, stage, settings)
+    if action == "resume":
+        return action
+    if action == "overwrite":
+        for child in path.iterdir():
+            if child.name == CACHE:  # keyed by content fingerprints: safe to reuse
+                continue
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     try:
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / RUN_MARKER, {"stage": stage, "settings": settings})
     except PermissionError as err:
         raise UserError(f"cannot write to output folder {path}: permission denied") from err
+    return action
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:

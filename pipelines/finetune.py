@@ -112,15 +112,20 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     source = resolve_model(config.model.name)  # fail fast: model and data are checked before any writing
     tokenizer = load_tokenizer(source, config.model.trust_remote_code)
     data = prepare_data(config.data, seed=config.train.seed)
-    artifacts.prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, stage="finetune",
-                                 settings=to_dict(config))
+    settings = to_dict(config)
+    artifacts.check_output_dir(output_dir, resume, overwrite, "finetune", settings)  # every rank, before DDP
     set_threads(config.train.num_threads)
+    checkpoint_dir = output_dir / CHECKPOINTS
+    args = training_arguments(config.train, checkpoint_dir)  # starts the process group under torchrun
 
-    cache_dir = output_dir / "cache"
-    train_ds = tokenize(data.train, tokenizer, config.model.max_length, data.has_pair, cache_dir, "train",
-                        data.fingerprint)
-    eval_ds = tokenize(data.eval, tokenizer, config.model.max_length, data.has_pair, cache_dir, "eval",
-                       data.fingerprint)
+    with args.main_process_first(desc="output folder and tokenization"):  # rank 0 writes, the others read
+        if args.process_index == 0:
+            artifacts.prepare_output_dir(output_dir, resume, overwrite, "finetune", settings)
+        cache_dir = output_dir / artifacts.CACHE
+        train_ds = tokenize(data.train, tokenizer, config.model.max_length, data.has_pair, cache_dir, "train",
+                            data.fingerprint)
+        eval_ds = tokenize(data.eval, tokenizer, config.model.max_length, data.has_pair, cache_dir, "eval",
+                           data.fingerprint)
     prepared = time.perf_counter()
 
     from transformers import Trainer, set_seed
@@ -129,10 +134,9 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.lora.method == "lora":
         model = add_lora(model, config)
-    checkpoint_dir = output_dir / CHECKPOINTS
     trainer = Trainer(
         model=model,
-        args=training_arguments(config.train, checkpoint_dir),
+        args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds if config.train.eval_strategy != "no" else None,
         processing_class=tokenizer,

@@ -69,6 +69,8 @@ class PipelineConfig:
             output_dir=str(self.stage_dir("explain")),
             model=str(self.stage_dir("finetune")),
             compare=str(self.stage_dir("distill")) if has_student else None,
+            model_name="teacher",
+            compare_name="student",
             input_file=self.data.eval_file or self.data.train_file,
             text_column=self.data.text_column,
             text_pair_column=self.data.text_pair_column,

@@ -216,19 +216,3 @@ def test_cli_trains_and_reports(tiny_bert, sentiment_files, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"model written to {out}" in done.stdout
     assert json.loads((out / "config.json").read_text())["id2label"]["1"] == "pos"
-
-
-@pytest.mark.real_model
-def test_real_minilm_smoke_config(tmp_path):
-    """configs/smoke.yaml: the packaged all-MiniLM-L6-v2 + LoRA on 2,000 SST-2 rows learns within 80 steps."""
-    from transformers import pipeline
-
-    from pipelines.config import load_config
-
-    config = load_config(FinetuneConfig, ROOT / "configs" / "smoke.yaml", {"output_dir": str(tmp_path / "out")})
-    config.data.train_file = str(ROOT / config.data.train_file)
-    config.data.eval_file = str(ROOT / config.data.eval_file)
-    result = run_finetune(config)
-    assert result.metrics["eval"]["accuracy"] > 0.65  # chance is 0.5; measured 0.77
-    classify = pipeline("text-classification", model=str(tmp_path / "out"))
-    assert classify("a gorgeous , witty , seductive movie .")[0]["label"] in {"negative", "positive"}
