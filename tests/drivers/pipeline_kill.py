@@ -1,0 +1,39 @@
+"""Driver for the kill test: runs the pipeline and stops dead at a marker until the test kills it.
+
+    python tests/drivers/pipeline_kill.py CONFIG.yaml STAGE STEP
+
+When STAGE's trainer has saved the checkpoint of STEP, it prints "KILL-POINT" and waits to be killed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from transformers import TrainerCallback  # noqa: E402
+
+import distill.stage  # noqa: E402
+import pipelines.finetune  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.pipeline_config import PipelineConfig  # noqa: E402
+from pipelines.runner import run_pipeline  # noqa: E402
+
+config_path, stage, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+
+class KillPoint(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= step:
+            print("KILL-POINT", flush=True)
+            time.sleep(600)
+
+
+module, name = (pipelines.finetune, "run_finetune") if stage == "finetune" else (distill.stage, "run_distill")
+original = getattr(module, name)
+setattr(module, name, lambda config, resume=False, overwrite=False: original(config, resume, overwrite,
+                                                                               callbacks=[KillPoint()]))
+run_pipeline(load_config(PipelineConfig, config_path))
