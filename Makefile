@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scripts/finetune.py --config configs/default.yaml --overwrite
+	$(BIN)/python scripts/run_pipeline.py --config configs/default.yaml
 
 smoke: $(STAMP)
-	$(BIN)/python scripts/finetune.py --config configs/smoke.yaml --overwrite
+	$(BIN)/python scripts/run_pipeline.py --config configs/smoke.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_finetune.py
 	$(BIN)/python benchmarks/bench_teacher.py
 	$(BIN)/python benchmarks/bench_distill.py
+	$(BIN)/python benchmarks/bench_explain.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_finetune import tiny_config  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 import pipelines.evaluation  # noqa: E402
 from pipelines.finetune import run_finetune  # noqa: E402
-from test_finetune import tiny_config  # noqa: E402
 
 model, train, evaluation, out, report_dir = (Path(a) for a in sys.argv[1:6])
 rank = int(os.environ["RANK"])
