@@ -37,3 +37,16 @@ def averaged(values: np.ndarray, average: str | None, support: np.ndarray):
     if average == "weighted":
         return float((values * support).sum() / max(support.sum(), 1))
     raise ValueError(f"average must be None, 'macro' or 'weighted', got {average!r}")
+
+
+def metric_info(description: str):
+    """The evaluate.MetricInfo shared by the local metric modules: integer label ids in, one number out."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation="",
+        inputs_description="predictions and references: lists of integer label ids",
+        features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+    )

@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import override_parser, overrides_from  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.errors import run_cli  # noqa: E402
 
@@ -46,19 +46,15 @@ OVERRIDES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config; flags below override it")
-    for flag, key in OVERRIDES.items():
-        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"overrides {key}")
+    parser = override_parser(__doc__, OVERRIDES)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output-dir")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from distill.config import DistillConfig
 
-    config = load_config(DistillConfig, args.config, {key: getattr(args, flag) for flag, key in OVERRIDES.items()})
+    config = load_config(DistillConfig, args.config, overrides_from(args, OVERRIDES))
     from distill.stage import run_distill
 
     result = run_distill(config, resume=args.resume, overwrite=args.overwrite)

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import override_parser, overrides_from  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.errors import run_cli  # noqa: E402
 
@@ -26,18 +26,14 @@ OVERRIDES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config; flags below override it")
-    for flag, key in OVERRIDES.items():
-        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"overrides {key}")
+    parser = override_parser(__doc__, OVERRIDES)
     parser.add_argument("--text", action="append", help="a text to explain (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished report in --output-dir")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
 
     from explain.config import ExplainConfig
 
-    overrides = {key: getattr(args, flag) for flag, key in OVERRIDES.items()}
+    overrides = overrides_from(args, OVERRIDES)
     overrides["texts"] = args.text
     config = load_config(ExplainConfig, args.config, overrides)
     from explain.stage import run_explain

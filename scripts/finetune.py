@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import override_parser, overrides_from  # noqa: E402
 from pipelines.config import FinetuneConfig, load_config  # noqa: E402
 from pipelines.errors import run_cli  # noqa: E402
 
@@ -44,22 +45,18 @@ OVERRIDES = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config; flags below override it")
-    for flag in OVERRIDES:
-        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"overrides {OVERRIDES[flag]}")
+    parser = override_parser(__doc__, OVERRIDES)
     parser.add_argument("--drop-empty-texts", action="store_true", help="drop rows with empty texts (else refuse)")
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output-dir")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = {key: getattr(args, flag) for flag, key in OVERRIDES.items()}
+    overrides = overrides_from(args, OVERRIDES)
     if args.drop_empty_texts:
         overrides["data.empty_texts"] = "drop"
     if args.full:

@@ -2,7 +2,6 @@
 
 A local evaluate metric module, loaded by path so it works offline."""
 
-import datasets
 import evaluate
 
 from pipelines import classification_math
@@ -10,14 +9,7 @@ from pipelines import classification_math
 
 class Precision(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description="Precision: per class, or averaged (macro or weighted).",
-            citation="",
-            inputs_description="predictions and references: lists of integer label ids",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return classification_math.metric_info("Precision: per class, or averaged (macro or weighted).")
 
     def _compute(self, predictions, references, average="macro", num_labels=None):
         stats = classification_math.per_class(references, predictions, num_labels)

@@ -1,0 +1,19 @@
+"""Shared pieces of the thin scripts: flags that override dotted config keys."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def override_parser(doc: str, overrides: dict[str, str]) -> argparse.ArgumentParser:
+    """An ArgumentParser with --config, one flag per override (flag name -> dotted config key) and --debug."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config; flags below override it")
+    for flag, key in overrides.items():
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"overrides {key}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, object]:
+    return {key: getattr(args, flag) for flag, key in overrides.items()}
