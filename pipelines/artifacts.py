@@ -67,6 +67,8 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, se
     """check_output_dir, then act on it: clear a folder being overwritten (keeping cache/) and record run.json."""
     action = check_output_dir(path, resume, overwrite, stage, settings)
     if action == "resume":
+        for stale in path.glob(".staging-*"):  # a save that was interrupted: never published, safe to drop
+            shutil.rmtree(stale, ignore_errors=True)
         return action
     if action == "overwrite":
         for child in path.iterdir():
