@@ -112,6 +112,9 @@ class TrainSettings:
     num_threads: int | None = dataclasses.field(
         default=None, metadata={"help": "torch CPU threads; default: all cores."}
     )
+    bf16: bool = dataclasses.field(
+        default=False, metadata={"help": "bfloat16 autocast (CPUs with AVX512-BF16 or AMX, recent GPUs)."}
+    )
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:

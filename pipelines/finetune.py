@@ -91,6 +91,7 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        bf16=train.bf16,
         disable_tqdm=False,
     )
 

@@ -41,6 +41,7 @@ OVERRIDES = {
     "seed": "train.seed",
     "report_to": "train.report_to",
     "num_threads": "train.num_threads",
+    "bf16": "train.bf16",
 }
 
 
