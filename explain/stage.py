@@ -115,7 +115,7 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
     groups: list[str | None] = [None] * len(texts)
     if config.select == "informative":
         predictor = Predictor(loaded[0][1], loaded[0][2], batch_size=config.batch_size, max_length=config.max_length,
-                              pairs=bool(config.text_pair_column))
+                              pairs=bool(config.text_pair_column), precision=config.precision)
         picked = informative(predictor(texts), gold, labels, config.num_examples)
         texts, gold, groups = [texts[i] for i, _ in picked], [gold[i] for i, _ in picked], [g for _, g in picked]
 
@@ -127,7 +127,7 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
     faithfulness_rows, per_example = [], {}
     for role, model, tokenizer, _ in loaded:
         predictor = Predictor(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
-                              pairs=bool(config.text_pair_column))
+                              pairs=bool(config.text_pair_column), precision=config.precision)
         results[role] = {}
         for method in config.methods:
             began = time.perf_counter()

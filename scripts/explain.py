@@ -21,7 +21,7 @@ OVERRIDES = {
     "text_column": "text_column", "text_pair_column": "text_pair_column", "label_column": "label_column",
     "num_examples": "num_examples", "select": "select", "method": "methods", "max_evals": "max_evals",
     "batch_size": "batch_size", "max_length": "max_length", "top_k": "top_k", "seed": "seed",
-    "num_threads": "num_threads",
+    "num_threads": "num_threads", "precision": "precision",
 }
 
 
