@@ -182,7 +182,8 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
     title = names["model"] + (f" vs {names['compare']}" if config.compare else "")
     artifacts.write_text(staging / "report.html", render(title, source, config.methods, config.max_evals, models,
                                                          examples, faithfulness_rows, agreement_rows, config.top_k))
+    fingerprint = artifacts.config_hash({"texts": texts, "gold": gold})
     artifacts.write_json(staging / artifacts.MANIFEST, artifacts.manifest(
-        "explain", to_dict(config), "", {"total": time.perf_counter() - started}))
+        "explain", to_dict(config), fingerprint, {"total": time.perf_counter() - started}))
     artifacts.publish(staging, output_dir)
     return ExplainResult(output_dir=output_dir, metrics=metrics, wall_seconds=time.perf_counter() - started)
