@@ -3,9 +3,9 @@
     python benchmarks/bench_teacher.py            # trains both recipes (about an hour and a half on 2 cores)
     python benchmarks/bench_teacher.py --collect  # reads finished runs from their output folders
 
-The teacher recipe is configs/sst2_minilm.yaml (full fine-tuning, the best full run tried);
-configs/sst2_minilm_lora.yaml is the best LoRA run tried. Dev accuracy is on the
-872 SST-2 dev sentences (the best checkpoint by dev accuracy, evaluated every 1,000 steps, is kept).
+The teacher recipe is configs/sst2_minilm.yaml (full fine-tuning, 2 epochs, the best full run tried);
+configs/sst2_minilm_3ep.yaml is the 3-epoch full run, configs/sst2_minilm_lora.yaml the best LoRA run.
+Dev accuracy is on the 872 SST-2 dev sentences (the best checkpoint by dev accuracy is kept).
 Prints a table and writes benchmarks/results/teacher_sst2_minilm.json.
 """
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config import FinetuneConfig, load_config  # noqa: E402
 
-RECIPES = {"teacher": "sst2_minilm.yaml", "lora": "sst2_minilm_lora.yaml", "full": "sst2_minilm.yaml"}
+RECIPES = {"teacher": "sst2_minilm.yaml", "lora": "sst2_minilm_lora.yaml", "full_3_epochs": "sst2_minilm_3ep.yaml"}
 
 
 def recipe_result(config_name: str, train: bool) -> dict:
@@ -55,20 +55,19 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true", help="read finished runs instead of training")
     args = parser.parse_args()
     runs = {name: recipe_result(config, train=not args.collect) for name, config in RECIPES.items()}
-    runs.pop("full")  # the teacher recipe is the full fine-tuning run
     result = {
         "dev_accuracy": runs["teacher"]["dev_accuracy"],
         "wall_seconds": runs["teacher"]["wall_seconds"],
         "lora_dev_accuracy": runs["lora"]["dev_accuracy"],
-        "full_dev_accuracy": runs["teacher"]["dev_accuracy"],
+        "full_dev_accuracy": max(runs["teacher"]["dev_accuracy"], runs["full_3_epochs"]["dev_accuracy"]),
         "runs": runs,
     }
     out = ROOT / "benchmarks" / "results" / "teacher_sst2_minilm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'recipe':<8} {'config':<32} {'dev acc':>8} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
+    print(f"{'recipe':<14} {'config':<32} {'dev acc':>8} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
     for name, run in runs.items():
-        print(f"{name:<8} {run['config']:<32} {run['dev_accuracy']:>8.4f} {run['dev_macro_f1']:>9.4f} "
+        print(f"{name:<14} {run['config']:<32} {run['dev_accuracy']:>8.4f} {run['dev_macro_f1']:>9.4f} "
               f"{run['wall_seconds']:>8.0f} {run['steps']:>6}")
     print(f"wrote {out}")
 
