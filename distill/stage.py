@@ -126,7 +126,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
                            data.fingerprint)
         if config.distill.teacher_mode == "cached":
             cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair,
-                                           max_length, cache_dir, "train", fingerprint)
+                                           max_length, cache_dir, "train", fingerprint,
+                                           tokenized=train_ds if same_tokenizer else None)
             train_ds = train_ds.add_column("teacher_logits", cached.logits.tolist())
             teacher_logits_computed = cached.computed
         else:
@@ -169,7 +170,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         del student.distill_projections
     student.config.pad_token_id = tokenizer.pad_token_id
     teacher_eval = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, data.eval, data.has_pair,
-                                         max_length, cache_dir, "eval", data.fingerprint).logits
+                                         max_length, cache_dir, "eval", data.fingerprint,
+                                         tokenized=eval_ds if same_tokenizer else None).logits
     student_eval = predict_logits(student, eval_ds, tokenizer, config.train.eval_batch_size)
     references = list(eval_ds[LABEL])
     student_metrics = classification_metrics(student_eval.argmax(-1), references, label_names)

@@ -45,18 +45,21 @@ def _forward_batch(batch: dict, model, tokenizer) -> dict:
 
 
 def cached_teacher_logits(model, tokenizer, teacher_dir: Path, texts, has_pair: bool, max_length: int,
-                          cache_dir: Path, split: str, data_fingerprint: str, batch_size: int = 256) -> TeacherLogits:
+                          cache_dir: Path, split: str, data_fingerprint: str, batch_size: int = 256,
+                          tokenized=None) -> TeacherLogits:
     """Logits of the teacher for every row of `texts` (columns text[, text_pair]), cached under cache_dir.
 
     Rows are run length-sorted (little padding) through Dataset.map with a deterministic fingerprint
     of teacher weights + data + settings; a second call with the same inputs reads the cache file.
+    `tokenized`: the same rows already tokenized with the teacher's tokenizer (a student sharing it), reused.
     """
     key = hashlib.sha256(
         f"{teacher_identity(teacher_dir)}|{data_fingerprint}|{split}|{max_length}|{len(texts)}".encode()
     ).hexdigest()[:16]
     cache_file = cache_dir / f"teacher-logits-{split}-{key}.arrow"
     computed = not cache_file.is_file()
-    tokenized = tokenize(texts, tokenizer, max_length, has_pair, cache_dir, f"teacher-{split}", data_fingerprint)
+    if tokenized is None:
+        tokenized = tokenize(texts, tokenizer, max_length, has_pair, cache_dir, f"teacher-{split}", data_fingerprint)
     ordered = tokenized.add_column("row", list(range(len(tokenized)))).sort("length")
     model.eval()
     with_logits = ordered.map(
