@@ -97,11 +97,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 def read_table(path: str | Path):
     """Read a csv/tsv/jsonl/json/parquet file or a datasets folder into a datasets.Dataset."""
     import datasets
-    import pandas as pd
 
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"data file {path} does not exist")
     if path.is_dir():
         try:
             loaded = datasets.load_from_disk(str(path))
@@ -110,6 +107,35 @@ def read_table(path: str | Path):
         if isinstance(loaded, datasets.DatasetDict):
             raise UserError(f"{path} holds several splits ({', '.join(loaded)}); pass the folder of one split")
         return loaded
+    if path.suffix.lower() == ".parquet" and path.exists():
+        return datasets.Dataset(_read_parquet(path))
+    return datasets.Dataset.from_pandas(read_frame(path), preserve_index=False)
+
+
+def _read_parquet(path: Path):
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty")
+    try:
+        return pq.read_table(path)
+    except (pyarrow.ArrowInvalid, OSError) as err:
+        raise UserError(f"{path} is not a readable parquet file") from err
+
+
+def read_frame(path: str | Path):
+    """Read a data file (or datasets folder) into a pandas DataFrame, cell values as written in the file.
+
+    Delimited files are read as strings (nothing is re-typed or turned into NaN); JSON keeps its types.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"data file {path} does not exist")
+    if path.is_dir():
+        return read_table(path).to_pandas()
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty")
@@ -132,14 +158,7 @@ def read_table(path: str | Path):
                 raise UserError(f"{path}: expected a JSON list of objects (one per example)")
             frame = pd.DataFrame.from_records(records)
     elif suffix == ".parquet":
-        import pyarrow
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except (pyarrow.ArrowInvalid, OSError) as err:
-            raise UserError(f"{path} is not a readable parquet file") from err
-        return datasets.Dataset(table)
+        return _read_parquet(path).to_pandas()
     else:
         raise UserError(f"{path}: unknown file type '{suffix}'; use one of {', '.join(FORMATS)}")
     if len(frame) == 0:
@@ -147,7 +166,7 @@ def read_table(path: str | Path):
     frame = frame.astype(object).where(frame.notna(), None)
     for column in frame.columns:
         _refuse_mixed_types(path, column, frame[column].tolist())
-    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    return frame
 
 
 def _refuse_mixed_types(path: Path, column: str, values: list[Any]) -> None:

@@ -9,8 +9,9 @@ from distill.config import DistillConfig, DistillSettings, LossSettings, Student
 from explain.config import ExplainConfig
 from pipelines.config import DataSettings, FinetuneConfig, LoraSettings, ModelSettings, TrainSettings
 from pipelines.errors import UserError
+from pipelines.export import ExportSettings
 
-STAGES = ("finetune", "distill", "explain", "report")
+STAGES = ("finetune", "distill", "export", "explain", "report")
 
 
 @dataclasses.dataclass
@@ -37,6 +38,7 @@ class PipelineConfig:
     distill_train: TrainSettings = dataclasses.field(
         default_factory=lambda: TrainSettings(epochs=1.0, learning_rate=1e-4, eval_strategy="epoch")
     )
+    export: ExportSettings = dataclasses.field(default_factory=ExportSettings)
     explain: ExplainSettings = dataclasses.field(default_factory=ExplainSettings)
 
     def __post_init__(self) -> None:
@@ -62,6 +64,17 @@ class PipelineConfig:
             distill=dataclasses.replace(self.distill, teacher=str(self.stage_dir("finetune"))),
             student=student, loss=self.loss, data=self.data, train=self.distill_train,
         )
+
+    def export_models(self) -> dict[str, Path]:
+        """The PyTorch folders the export stage ships: the teacher, and the student when there is one."""
+        models = {"teacher": self.stage_dir("finetune")}
+        if "distill" in self.stages or (self.stage_dir("distill") / "manifest.json").is_file():
+            models["student"] = self.stage_dir("distill")
+        return models
+
+    def export_settings(self) -> ExportSettings:
+        return dataclasses.replace(self.export, max_length=self.model.max_length,
+                                   num_threads=self.export.num_threads or self.train.num_threads)
 
     def explain_config(self) -> ExplainConfig:
         has_student = "distill" in self.stages or (self.stage_dir("distill") / "manifest.json").is_file()

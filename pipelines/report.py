@@ -109,12 +109,34 @@ def confusion_plot(matrices: dict[str, dict]) -> str:
     return _png(fig)
 
 
+def deployment_plot(rows: list[dict]) -> str:
+    """Latency at batch 1 per model and format (bars), dev accuracy written on each bar."""
+    plt = _pyplot()
+    timed = [r for r in rows if r.get("latency_b1_ms") is not None]
+    if not timed:
+        return ""
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(timed) + 1.2))
+    names = [f"{r['model']} · {r['format_name']}" for r in timed]
+    values = [r["latency_b1_ms"] for r in timed]
+    colors = ["#2563eb" if r["model"] == "teacher" else "#16a34a" for r in timed]
+    ax.barh(range(len(timed)), values, color=colors)
+    ax.set_yticks(range(len(timed)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU latency at batch 1 (ms, tokenization included)")
+    for i, r in enumerate(timed):
+        accuracy = "" if r["dev_accuracy"] is None else f"  acc {r['dev_accuracy']:.4f}"
+        ax.text(values[i], i, f" {values[i]:.2f} ms{accuracy}", va="center", fontsize=8)
+    ax.set_xlim(0, max(values) * 1.45)
+    ax.set_title("Deployment: latency and accuracy per format")
+    return _png(fig)
+
+
 def _read(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def build_report(run_dir: Path, data, title: str) -> str:
-    """Render report.html for a run folder holding finetune/, distill/ and explain/ (each optional)."""
+    """Render report.html for a run folder holding finetune/, distill/, export/ and explain/ (each optional)."""
     from explain.report import token_colors
 
     finetune, distill, explain = run_dir / "finetune", run_dir / "distill", run_dir / "explain"
@@ -124,6 +146,7 @@ def build_report(run_dir: Path, data, title: str) -> str:
                                                                            ("student", distill))}
     models = {name: m["eval"] for name, m in (("teacher", teacher_metrics), ("student", student_metrics)) if m}
     explain_metrics = _read(explain / "explain_metrics.json")
+    deployment = _read(run_dir / "export" / "deployment.json")
     examples, faithfulness_rows, agreement_rows, explain_models = [], [], [], []
     if explain_metrics:
         from explain.attribution import Attribution
@@ -165,4 +188,6 @@ def build_report(run_dir: Path, data, title: str) -> str:
         top_k=3,
         fractions=", ".join(f"{f:.0%}" for f in FRACTIONS),
         teacher=_read(finetune / "manifest.json"),
+        deployment=deployment,
+        deployment_plot=deployment_plot(deployment["rows"]) if deployment else "",
     )

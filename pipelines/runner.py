@@ -1,4 +1,4 @@
-"""Chains the stages (fine-tune -> distill -> explain -> report) in one run folder, skipping unchanged ones.
+"""Chains the stages (fine-tune -> distill -> export -> explain -> report) in one run folder, skipping unchanged ones.
 
 Each stage gets a key: a hash of its own settings, the data files' contents and the keys of the stages
 before it. A stage whose folder is complete and whose key is unchanged is skipped; a changed key re-runs
@@ -48,6 +48,9 @@ def stage_settings(config: PipelineConfig, stage: str) -> dict:
         return to_dict(config.distill_config())
     if stage == "explain":
         return to_dict(config.explain_config())
+    if stage == "export":
+        return {"models": {k: str(v) for k, v in config.export_models().items()},
+                "settings": to_dict(config.export_settings())}
     return {"stage": "report"}
 
 
@@ -64,6 +67,13 @@ def _run_stage(config: PipelineConfig, stage: str, resume: bool, overwrite: bool
         from explain.stage import run_explain
 
         run_explain(config.explain_config(), overwrite=overwrite)
+    elif stage == "export":
+        from pipelines.data import prepare_data
+        from pipelines.export_stage import run_export_stage
+
+        run_export_stage(config.export_models(), config.stage_dir("export"),
+                         prepare_data(config.data, seed=config.train.seed), config.export_settings(),
+                         overwrite=overwrite)
     else:
         write_report(config)
 

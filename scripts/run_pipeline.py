@@ -1,4 +1,4 @@
-"""Run the whole pipeline: fine-tune -> distill -> explain -> report, in one run folder.
+"""Run the whole pipeline: fine-tune -> distill -> export -> explain -> report, in one run folder.
 
     python scripts/run_pipeline.py --config configs/default.yaml [--from distill] [--run-dir runs/mine]
 

@@ -15,6 +15,7 @@ from distill.config import StudentSettings
 from explain.config import ExplainConfig  # noqa: F401  (the pipeline builds one)
 from pipelines.config import DataSettings, LoraSettings, ModelSettings, TrainSettings, dump_yaml
 from pipelines.errors import UserError
+from pipelines.export import ExportSettings
 from pipelines.pipeline_config import ExplainSettings, PipelineConfig
 from pipelines.runner import run_pipeline
 
@@ -31,6 +32,7 @@ def tiny_pipeline(model, train, evaluation, run_dir) -> PipelineConfig:
         distill_train=TrainSettings(max_steps=6, batch_size=8, learning_rate=1e-3, warmup=0, eval_strategy="steps",
                                     eval_steps=3, logging_steps=2, num_threads=1),
         explain=ExplainSettings(num_examples=3, max_evals=40, batch_size=64),
+        export=ExportSettings(max_accuracy_drop=1.0, num_threads=1),  # random tiny models: int8 may flip labels
     )
 
 
@@ -42,19 +44,25 @@ def test_skip_when_unchanged_rerun_on_change_and_from(tiny_bert, sentiment_files
     train, evaluation = sentiment_files
     config = tiny_pipeline(tiny_bert, train, evaluation, tmp_path / "run")
     first = run_pipeline(config)
-    assert statuses(first) == dict.fromkeys(("finetune", "distill", "explain", "report"), "ran")
+    assert statuses(first) == dict.fromkeys(("finetune", "distill", "export", "explain", "report"), "ran")
     assert first.report == tmp_path / "run" / "report.html" and first.report.is_file()
-    for stage in ("finetune", "distill", "explain"):
+    for stage in ("finetune", "distill", "export", "explain"):
         manifest = json.loads((tmp_path / "run" / stage / "manifest.json").read_text())
         assert manifest["stage"] == stage and manifest["packages"]["torch"] and "timings_seconds" in manifest
 
     assert set(statuses(run_pipeline(config)).values()) == {"skipped"}
 
     config.distill_train.learning_rate = 2e-3  # a distillation setting: fine-tuning stays
-    assert statuses(run_pipeline(config)) == {"finetune": "skipped", "distill": "ran", "explain": "ran",
-                                              "report": "ran"}
+    assert statuses(run_pipeline(config)) == {"finetune": "skipped", "distill": "ran", "export": "ran",
+                                              "explain": "ran", "report": "ran"}
     assert statuses(run_pipeline(config, from_stage="explain")) == {
-        "finetune": "skipped", "distill": "skipped", "explain": "ran", "report": "ran"}
+        "finetune": "skipped", "distill": "skipped", "export": "skipped", "explain": "ran", "report": "ran"}
+    deployment = json.loads((tmp_path / "run" / "export" / "deployment.json").read_text())
+    assert {(r["model"], r["format"]) for r in deployment["rows"]} == {
+        (m, f) for m in ("teacher", "student") for f in ("pytorch", "onnx_fp32", "onnx_int8")}
+    assert next(r for r in deployment["rows"] if r["model"] == "teacher" and r["format"] == "pytorch")[
+        "agreement_with_teacher"] == 1.0
+    assert 'id="deployment"' in first.report.read_text()
 
     evaluation.write_text(evaluation.read_text() + "the plot was superb,pos\n")  # new data: everything re-runs
     assert set(statuses(run_pipeline(config)).values()) == {"ran"}

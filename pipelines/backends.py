@@ -1,0 +1,236 @@
+"""Inference backends behind one interface: a PyTorch model folder or an exported ONNX folder.
+
+Both take padded numpy batches and return logits, so prediction, parity checks and latency figures run
+the same code for every format. The folder's contents choose the backend: `model.onnx` / `model.int8.onnx`
+mean ONNX, `model.safetensors` means PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass
+class Encoded:
+    """Token ids of many texts, unpadded, plus how many were truncated to max_length."""
+
+    features: dict[str, list[list[int]]]
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.features["input_ids"])
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.features["input_ids"]), dtype=np.int64, count=len(self))
+
+
+@dataclass
+class Backend:
+    """What every backend shares: its tokenizer, label names and input names."""
+
+    path: Path
+    tokenizer: object
+    label_names: list[str]
+    input_names: list[str]
+    max_length: int = 128
+    kind: str = field(default="pytorch")
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> Encoded:
+        """Tokenize without padding (truncating to max_length) and count the truncated texts."""
+        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        features = {name: encoded[name] for name in self.input_names if name in encoded}
+        encodings = getattr(encoded, "encodings", None) or []
+        return Encoded(features, sum(bool(e.overflowing) for e in encodings))
+
+    def pad(self, encoded: Encoded, rows: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+        """Right-pad the given rows to their longest member: int64 arrays named as the model's inputs."""
+        rows = list(rows)
+        width = max(len(encoded.features["input_ids"][i]) for i in rows)
+        pad_id = self.tokenizer.pad_token_id or 0
+        batch = {}
+        for name in self.input_names:
+            fill = pad_id if name == "input_ids" else 0
+            array = np.full((len(rows), width), fill, dtype=np.int64)
+            if name == "attention_mask" and name not in encoded.features:
+                for r, i in enumerate(rows):
+                    array[r, : len(encoded.features["input_ids"][i])] = 1
+            elif name in encoded.features:
+                values = encoded.features[name]
+                for r, i in enumerate(rows):
+                    array[r, : len(values[i])] = values[i]
+            batch[name] = array
+        return batch
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@dataclass
+class TorchBackend(Backend):
+    model: object = None
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
+            return self.model(**inputs).logits.float().numpy()
+
+
+@dataclass
+class OnnxBackend(Backend):
+    session: object = None
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], batch)[0].astype(np.float32)
+
+
+def folder_kind(path: Path) -> str:
+    """'onnx' or 'pytorch' by what the folder holds; pickle-only folders are refused."""
+    if not path.exists():
+        raise UserError(f"model folder {path} does not exist")
+    if not path.is_dir():
+        raise UserError(f"model path {path} is a file; pass the folder that holds it")
+    if any((path / name).is_file() for name in ONNX_FILES.values()):
+        return "onnx"
+    if any(path.glob("*.safetensors")):
+        return "pytorch"
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise UserError(f"{path} holds only pickle weights ({', '.join(pickles)}); this tool loads safetensors only "
+                        "(convert them with save_pretrained)")
+    raise UserError(f"{path} holds no model weights (no model.safetensors and no model.onnx)")
+
+
+def load_backend(path: str | Path, variant: str = "auto", num_threads: int | None = None,
+                 max_length: int = 128) -> Backend:
+    """Load a model folder this project wrote (PyTorch, or ONNX with `variant` fp32, int8 or auto)."""
+    from transformers import AutoConfig
+
+    from pipelines.models import ModelSource, load_tokenizer
+
+    path = Path(path)
+    kind = folder_kind(path)
+    threads = num_threads or os.cpu_count() or 1
+    tokenizer = load_tokenizer(ModelSource(name=str(path), location=str(path), kind="local"))
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: no readable config.json ({err})") from err
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    if kind == "pytorch":
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        torch.set_num_threads(threads)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+        except (OSError, ValueError) as err:
+            raise UserError(f"could not load the model in {path}: {str(err).splitlines()[0]}") from err
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.eval()
+        inputs = _forward_inputs(model, tokenizer)
+        return TorchBackend(path, tokenizer, labels, inputs, max_length, "pytorch", model=model)
+    onnx_file = onnx_variant_file(path, variant)
+    session = onnx_session(onnx_file, threads)
+    inputs = [i.name for i in session.get_inputs()]
+    return OnnxBackend(path, tokenizer, labels, inputs, max_length, f"onnx-{_variant_of(onnx_file)}", session=session)
+
+
+def onnx_variant_file(path: Path, variant: str) -> Path:
+    if variant == "auto":
+        variant = "int8" if (path / ONNX_FILES["int8"]).is_file() else "fp32"
+    if variant not in ONNX_FILES:
+        raise UserError(f"ONNX variant must be auto, fp32 or int8, got '{variant}'")
+    file = path / ONNX_FILES[variant]
+    if not file.is_file():
+        raise UserError(f"{path} has no {variant} ONNX model ({ONNX_FILES[variant]})")
+    return file
+
+
+def _variant_of(file: Path) -> str:
+    return next(v for v, name in ONNX_FILES.items() if name == file.name)
+
+
+def onnx_session(file: Path, num_threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own untyped errors for a bad file
+        raise UserError(f"could not load the ONNX model {file}: {str(err).splitlines()[0]}") from err
+
+
+def _forward_inputs(model, tokenizer) -> list[str]:
+    """The tokenizer outputs this model's forward accepts (token_type_ids only where the model has them)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names
+                                               else [])
+    return [n for n in names if n in accepted]
+
+
+def length_sorted_batches(encoded: Encoded, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar length (shortest first), so padding stays small."""
+    order = np.argsort(encoded.lengths(), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def batched_logits(backend: Backend, encoded: Encoded, batch_size: int, progress=None) -> np.ndarray:
+    """Logits for every encoded row, in row order, computed in length-sorted, dynamically padded batches."""
+    out = np.zeros((len(encoded), len(backend.label_names)), dtype=np.float32)
+    for rows in length_sorted_batches(encoded, batch_size):
+        out[rows] = backend.logits(backend.pad(encoded, rows))
+        if progress is not None:
+            progress.update(len(rows))
+    return out
+
+
+def predict_logits(backend: Backend, texts: list[str], pairs: list[str] | None = None,
+                   batch_size: int = 64) -> np.ndarray:
+    return batched_logits(backend, backend.encode(texts, pairs), batch_size)
+
+
+def latency_ms(backend: Backend, texts: list[str], batch_size: int, batches: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds to classify one batch of `batch_size` texts, tokenization included.
+
+    Batches are taken in turn from `texts` (cycled), so each has realistic, varied lengths.
+    """
+    timings = []
+    for i in range(warmup + batches):
+        start = (i * batch_size) % max(len(texts), 1)
+        chunk = (texts[start:] + texts)[:batch_size]
+        began = time.perf_counter()
+        encoded = backend.encode(chunk)
+        backend.logits(backend.pad(encoded, range(len(encoded))))
+        if i >= warmup:
+            timings.append((time.perf_counter() - began) * 1000)
+    return statistics.median(timings)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
