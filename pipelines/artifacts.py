@@ -31,9 +31,7 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, sett
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is a file, not a folder")
     if not (path.is_dir() and any(path.iterdir())):
-        parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-        if not os.access(parent, os.W_OK):
-            raise UserError(f"cannot write to output folder {path}: {parent} is not writable")
+        probe_writable(path)
         return "new"
     ours = (path / RUN_MARKER).is_file() or (path / MANIFEST).is_file()
     finished = (path / MANIFEST).is_file()
@@ -61,6 +59,27 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, sett
         raise UserError(f"output folder {path} holds an unfinished run; pass --resume to continue it or "
                         "--overwrite to restart")
     raise UserError(f"output folder {path} is not empty; choose an empty or new --output-dir")
+
+
+def probe_writable(path: Path) -> None:
+    """Refuse an output folder that cannot be created or written (read-only file systems, /proc, permissions).
+
+    Creates the folder (and missing parents) and removes what it created, so nothing is left behind.
+    """
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"cannot write to output folder {path}: {err.strerror or err}") from err
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> str:

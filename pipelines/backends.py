@@ -22,7 +22,6 @@ from pipelines.errors import UserError
 log = logging.getLogger(__name__)
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -101,20 +100,19 @@ class OnnxBackend(Backend):
 
 
 def folder_kind(path: Path) -> str:
-    """'onnx' or 'pytorch' by what the folder holds; pickle-only folders are refused."""
+    """'onnx', 'adapter' or 'pytorch' by what the folder holds; pickle-only folders need --allow-pickle."""
+    from pipelines.models import check_weights, is_adapter_folder
+
     if not path.exists():
         raise UserError(f"model folder {path} does not exist")
     if not path.is_dir():
         raise UserError(f"model path {path} is a file; pass the folder that holds it")
     if any((path / name).is_file() for name in ONNX_FILES.values()):
         return "onnx"
-    if any(path.glob("*.safetensors")):
-        return "pytorch"
-    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise UserError(f"{path} holds only pickle weights ({', '.join(pickles)}); this tool loads safetensors only "
-                        "(convert them with save_pretrained)")
-    raise UserError(f"{path} holds no model weights (no model.safetensors and no model.onnx)")
+    if is_adapter_folder(path):
+        return "adapter"
+    check_weights(path)
+    return "pytorch"
 
 
 def load_backend(path: str | Path, variant: str = "auto", num_threads: int | None = None,
@@ -127,25 +125,21 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
     path = Path(path)
     kind = folder_kind(path)
     threads = num_threads or os.cpu_count() or 1
+    if kind in ("adapter", "pytorch"):
+        import torch
+
+        from pipelines.models import load_trained_classifier
+
+        torch.set_num_threads(threads)
+        model, tokenizer, labels = load_trained_classifier(str(path))
+        return TorchBackend(path, tokenizer, labels, _forward_inputs(model, tokenizer), max_length, "pytorch",
+                            model=model)
     tokenizer = load_tokenizer(ModelSource(name=str(path), location=str(path), kind="local"))
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: no readable config.json ({err})") from err
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    if kind == "pytorch":
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        torch.set_num_threads(threads)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
-        except (OSError, ValueError) as err:
-            raise UserError(f"could not load the model in {path}: {str(err).splitlines()[0]}") from err
-        model.config.pad_token_id = tokenizer.pad_token_id
-        model.eval()
-        inputs = _forward_inputs(model, tokenizer)
-        return TorchBackend(path, tokenizer, labels, inputs, max_length, "pytorch", model=model)
     onnx_file = onnx_variant_file(path, variant)
     session = onnx_session(onnx_file, threads)
     inputs = [i.name for i in session.get_inputs()]

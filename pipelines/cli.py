@@ -11,8 +11,15 @@ def override_parser(doc: str, overrides: dict[str, str]) -> argparse.ArgumentPar
     parser.add_argument("--config", help="YAML config; flags below override it")
     for flag, key in overrides.items():
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=f"overrides {key}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_flags(parser)
     return parser
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """--debug and --allow-pickle, which run_cli acts on for every script."""
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load .bin/.pt weights (pickle) where no safetensors exist; only for files you trust")
 
 
 def overrides_from(args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, object]:

@@ -72,7 +72,12 @@ def _read_delimited(path: Path, sep: str):
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=quoting, skip_blank_lines=True
         )
     except pd.errors.ParserError as err:
-        raise UserError(f"{path}: {str(err).strip().splitlines()[-1]}") from err
+        message = str(err).strip().splitlines()[-1]
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
+        if unclosed:  # pandas counts rows from 0 with the header as row 0
+            raise UserError(f"{path}: line {int(unclosed[1]) + 1} opens a quote (\") that is never closed; "
+                            "close it or escape the quote by doubling it") from err
+        raise UserError(f"{path}: {message}") from err
     except pd.errors.EmptyDataError as err:
         raise UserError(f"{path} is empty") from err
     frame.columns = [str(c).strip() for c in frame.columns]

@@ -13,10 +13,15 @@ class UserError(Exception):
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run a script's main; turn UserError into `error: ...` on stderr and exit code 2.
 
-    `--debug` anywhere in argv shows the full traceback instead.
+    `--debug` anywhere in argv shows the full traceback instead; `--allow-pickle` lets pickle weights load
+    (with torch's weights_only loader).
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if "--allow-pickle" in args:  # seen by every model loader in this process (and its children)
+        import os
+
+        os.environ["LORADISTILL_ALLOW_PICKLE"] = "1"
     try:
         return int(main(args) or 0)
     except UserError as err:

@@ -241,6 +241,8 @@ def run_export(model_dir: str | Path, output_dir: str | Path, parity: ParitySet,
     reference = load_backend(model_dir, num_threads=settings.num_threads, max_length=settings.max_length)
     if not isinstance(reference, TorchBackend):
         raise UserError(f"{model_dir} is already an ONNX export; pass the PyTorch model folder")
+    if not any(model_dir.glob("*.safetensors")):
+        raise UserError(f"{model_dir} is a LoRA adapter; export the merged model folder beside it")
     settings_dict = {"model": str(model_dir), **dataclasses.asdict(settings)}
     artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite, stage="export",
                                  settings=settings_dict)

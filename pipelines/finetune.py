@@ -169,6 +169,7 @@ def save_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: Fin
     staging = artifacts.staging_dir(output_dir)
     if config.lora.method == "lora":
         model.save_pretrained(staging / "adapter", safe_serialization=True)
+        artifacts.write_json(staging / "adapter" / "label_names.json", data.label_names)
         model = model.merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
     logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from safetensors import SafetensorError
 
 from pipelines.environment import cache_root, hub_offline
 from pipelines.errors import UserError
@@ -31,6 +35,34 @@ LORA_TARGETS = {
     "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What a corrupt or hostile weights file raises: I/O, a bad header, or a pickle that weights_only refuses.
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, SafetensorError, pickle.UnpicklingError)
+ALLOW_PICKLE_ENV = "LORADISTILL_ALLOW_PICKLE"
+
+
+def pickle_allowed() -> bool:
+    """Whether the user passed --allow-pickle (scripts set this for the process and its children)."""
+    return os.environ.get(ALLOW_PICKLE_ENV) == "1"
+
+
+def check_weights(path: Path) -> None:
+    """A local model folder must hold safetensors weights; pickle-only folders need --allow-pickle."""
+    if any(path.glob("*.safetensors")) or is_adapter_folder(path):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not pickle_allowed():
+        raise UserError(f"{path} holds only pickle weights ({', '.join(pickles)}), which can run code when loaded; "
+                        "this tool loads safetensors only: pass --allow-pickle to load them anyway (only for files "
+                        "you trust), or convert them with save_pretrained")
+    if not pickles:
+        raise UserError(f"model folder {path} holds no model weights (no model.safetensors)")
+
+
+def is_adapter_folder(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file() and not any(path.glob("model*.safetensors"))
 
 
 @dataclass
@@ -102,8 +134,11 @@ def resolve_model(name: str) -> ModelSource:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"model path {path} is a file; pass the folder that holds config.json")
+        if is_adapter_folder(path):
+            return ModelSource(name=name, location=str(path), kind="adapter")
         if not (path / "config.json").is_file():
             raise UserError(f"model folder {path} has no config.json; pass a Hugging Face model folder")
+        check_weights(path)
         return ModelSource(name=name, location=str(path), kind="local")
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
     if looks_like_path or name.count("/") > 1:
@@ -122,7 +157,7 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
+    except LOAD_ERRORS as err:
         raise UserError(f"could not load a tokenizer from {source.location}: {_first_line(err)}") from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -144,10 +179,10 @@ def load_classifier(source: ModelSource, label_names: list[str], tokenizer, trus
             num_labels=len(label_names),
             id2label=id2label,
             label2id=label2id,
-            use_safetensors=source.kind != "hub" or None,
+            use_safetensors=None if pickle_allowed() or source.kind == "hub" else True,
             trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError) as err:
+    except LOAD_ERRORS as err:
         raise UserError(f"could not load model weights from {source.location}: {_first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -158,15 +193,56 @@ def load_trained_classifier(path: str, role: str = "model"):
     from transformers import AutoModelForSequenceClassification
 
     source = resolve_model(path)
+    if source.kind == "adapter":
+        return load_adapter_classifier(Path(source.location))
     if source.kind != "local":
         raise UserError(f"the {role} must be a fine-tuned model folder, got '{path}'")
     tokenizer = load_tokenizer(source)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(source.location, use_safetensors=True)
-    except (OSError, ValueError) as err:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source.location, use_safetensors=None if pickle_allowed() else True)
+    except LOAD_ERRORS as err:
         raise UserError(f"could not load the {role} from {path}: {_first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model.eval(), tokenizer, labels
+
+
+def adapter_label_names(adapter_dir: Path) -> list[str]:
+    """Label names saved beside an adapter by the fine-tuning stage, else LABEL_i from the head's size."""
+    saved = adapter_dir / "label_names.json"
+    if saved.is_file():
+        return list(json.loads(saved.read_text()))
+    from safetensors import safe_open
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                if any(h in key for h in HEAD_NAMES) and key.endswith("weight") and "lora_" not in key:
+                    return [f"LABEL_{i}" for i in range(handle.get_slice(key).get_shape()[0])]
+    raise UserError(f"the adapter in {adapter_dir} has no classification head (modules_to_save) and no "
+                    "label_names.json")
+
+
+def load_adapter_classifier(adapter_dir: Path):
+    """A LoRA adapter folder on its recorded base model, merged: model in eval mode, tokenizer, label names."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{adapter_dir / 'adapter_config.json'} names no base model (base_model_name_or_path)")
+    labels = adapter_label_names(adapter_dir)
+    source = resolve_model(base)
+    tokenizer = load_tokenizer(source)
+    model = load_classifier(source, labels, tokenizer)
+    try:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise UserError(f"the adapter in {adapter_dir} was not made for the base model {base}: "
+                        f"{_first_line(err)}") from err
+    model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer, labels
 
 

@@ -40,6 +40,19 @@ def data_digest(config: PipelineConfig) -> str:
     return artifacts.config_hash({path: file_digest(Path(path)) for path in files})
 
 
+def check_inputs(config: PipelineConfig) -> None:
+    """Refuse bad data, a missing model or an unwritable run folder before anything is written."""
+    if "finetune" in config.stages:
+        from pipelines.data import prepare_data
+        from pipelines.models import resolve_model
+
+        resolve_model(config.model.name)
+        prepare_data(config.data, seed=config.train.seed)
+    run_dir = Path(config.run_dir)
+    if not run_dir.exists():
+        artifacts.probe_writable(run_dir)
+
+
 def stage_settings(config: PipelineConfig, stage: str) -> dict:
     """What a stage's output depends on, apart from the data and the stages before it."""
     if stage == "finetune":
@@ -99,6 +112,7 @@ def run_pipeline(config: PipelineConfig, from_stage: str | None = None,
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} is a file, not a folder")
     digest = data_digest(config)
+    check_inputs(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import add_common_flags  # noqa: E402
 from pipelines.errors import UserError, run_cli  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         "first that passes")
     parser.add_argument("--force", action="store_true", help="keep an export that fails the gate")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished export in --output-dir")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)  # onnxruntime's quantizer logs every tensor at INFO

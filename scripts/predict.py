@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import add_common_flags  # noqa: E402
 from pipelines.errors import run_cli  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="auto", choices=("auto", "fp32", "int8"), help="ONNX copy to use")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

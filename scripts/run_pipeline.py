@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.cli import add_common_flags  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.errors import run_cli  # noqa: E402
 from pipelines.pipeline_config import STAGES, PipelineConfig  # noqa: E402
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/default.yaml", help="pipeline YAML")
     parser.add_argument("--run-dir", help="overrides run_dir")
     parser.add_argument("--from", dest="from_stage", choices=STAGES, help="force this stage and the ones after it")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = load_config(PipelineConfig, args.config, {"run_dir": args.run_dir})

@@ -119,3 +119,31 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def make_classifier(base: Path, folder: Path, labels: list[str] | None = None) -> Path:
+    """A randomly initialised 3-class classifier folder (as a stage would write it), seeded."""
+    import torch
+
+    from pipelines.models import ModelSource, load_classifier, load_tokenizer
+
+    source = ModelSource(name=str(base), location=str(base), kind="local")
+    tokenizer = load_tokenizer(source)
+    torch.manual_seed(0)
+    model = load_classifier(source, labels or LABELS, tokenizer)
+    with torch.no_grad():  # a fresh head is near zero: spread the logits so labels are well defined
+        for name, parameter in model.named_parameters():
+            if name.split(".")[0] in ("classifier", "score"):
+                parameter.mul_(20)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_bert, tmp_path_factory) -> Path:
+    """A 3-class classifier folder (negative, neutral, positive) as the fine-tuning stage writes one."""
+    return make_classifier(tiny_bert, tmp_path_factory.mktemp("tiny_classifier"))

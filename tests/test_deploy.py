@@ -11,30 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, sentiment_rows, write_csv
+from conftest import LABELS, ROOT, make_classifier, sentiment_rows, write_csv
 
 from pipelines.errors import UserError
 from pipelines.export import ExportSettings, ParitySet, run_export
 from pipelines.predict import PredictSettings, run_predict
-
-LABELS = ["negative", "neutral", "positive"]
-
-
-def make_classifier(base: Path, folder: Path) -> Path:
-    """A randomly initialised 3-class classifier folder (as a stage would write it), seeded."""
-    from pipelines.models import ModelSource, load_classifier, load_tokenizer
-
-    source = ModelSource(name=str(base), location=str(base), kind="local")
-    tokenizer = load_tokenizer(source)
-    torch.manual_seed(0)
-    model = load_classifier(source, LABELS, tokenizer)
-    with torch.no_grad():  # a fresh head is near zero: spread the logits so labels are well defined
-        for name, parameter in model.named_parameters():
-            if name.split(".")[0] in ("classifier", "score"):
-                parameter.mul_(20)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module", params=["tiny_bert", "tiny_llama", "tiny_gpt2"])

@@ -32,6 +32,9 @@ def test_bad_folders(tmp_path):
     with pytest.raises(UserError, match="has no config.json"):
         resolve_model(str(tmp_path))
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(UserError, match="holds no model weights"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="could not load"):
         source = resolve_model(str(tmp_path))
         load_classifier(source, ["a", "b"], load_tokenizer(resolve_model("minilm")))
@@ -44,9 +47,32 @@ def test_folder_with_only_pickle_weights_is_refused(tiny_bert, tmp_path):
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (tmp_path / name).write_bytes((tiny_bert / name).read_bytes())
     assert not list(tmp_path.glob("*.safetensors")) and list(tmp_path.glob("*.bin"))
+    with pytest.raises(UserError, match=r"holds only pickle weights \(pytorch_model\.bin\).*--allow-pickle"):
+        resolve_model(str(tmp_path))
+
+
+def test_allow_pickle_loads_a_plain_state_dict_with_weights_only(tiny_bert, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from pipelines.models import ALLOW_PICKLE_ENV
+
+    torch.save(load_file(tiny_bert / "model.safetensors"), tmp_path / "pytorch_model.bin")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((tiny_bert / name).read_bytes())
+    monkeypatch.setenv(ALLOW_PICKLE_ENV, "1")
     source = resolve_model(str(tmp_path))
+    model = load_classifier(source, ["a", "b"], load_tokenizer(source))
+    reference = load_file(tiny_bert / "model.safetensors")
+    key = next(k for k in reference if k.endswith("query.weight"))
+    assert torch.equal(model.state_dict()["bert." + key.removeprefix("bert.")], reference[key])
+
+    class Evil:  # a pickle that would run code: weights_only loading refuses it
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin")
     with pytest.raises(UserError, match="could not load model weights"):
-        load_classifier(source, ["a", "b"], load_tokenizer(source))
+        load_classifier(resolve_model(str(tmp_path)), ["a", "b"], load_tokenizer(source))
 
 
 @pytest.mark.parametrize(
