@@ -19,6 +19,49 @@ from pipelines.errors import UserError
 MANIFEST = "manifest.json"
 RUN_MARKER = "run.json"
 CACHE = "cache"
+LOCK = ".lock"
+CHECKPOINTS = "checkpoints"
+# Entries of an output folder that belong to the run in progress, not to the published artifact.
+RUN_STATE = (CACHE, LOCK, RUN_MARKER, CHECKPOINTS)
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+def lock_output_dir(path: Path) -> None:
+    """Take the output folder's lock (an flock on path/.lock, held until the process ends or release).
+
+    A second run on the same folder is refused while the first holds it; a killed run's lock goes with it.
+    """
+    import fcntl
+
+    key = path.resolve()
+    if key in _HELD_LOCKS:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"output folder {path} is in use by another run (pid {holder}); wait for it to finish or "
+                        "choose another output folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD_LOCKS[key] = fd
+
+
+def release_output_dir(path: Path) -> None:
+    fd = _HELD_LOCKS.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def check_not_locked(path: Path) -> None:
+    """Refuse (without taking it) a folder whose lock another process holds."""
+    if path.resolve() in _HELD_LOCKS or not (path / LOCK).is_file():
+        return
+    lock_output_dir(path)
+    release_output_dir(path)
 PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "accelerate", "safetensors", "numpy")
 
 
@@ -30,7 +73,9 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, sett
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is a file, not a folder")
-    if not (path.is_dir() and any(path.iterdir())):
+    if path.is_dir():
+        check_not_locked(path)
+    if not (path.is_dir() and any(p.name != LOCK for p in path.iterdir())):
         probe_writable(path)
         return "new"
     ours = (path / RUN_MARKER).is_file() or (path / MANIFEST).is_file()
@@ -83,19 +128,20 @@ def probe_writable(path: Path) -> None:
 
 
 def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, settings: dict | None = None) -> str:
-    """check_output_dir, then act on it: clear a folder being overwritten (keeping cache/) and record run.json."""
+    """check_output_dir, then take the folder's lock and act: record run.json, drop stale run state.
+
+    Overwriting keeps the previous published artifact in place until the new one is published (publish
+    replaces it entry by entry), so a run that fails or is killed before then loses nothing.
+    """
     action = check_output_dir(path, resume, overwrite, stage, settings)
-    if action == "resume":
+    try:
+        lock_output_dir(path)
         for stale in path.glob(".staging-*"):  # a save that was interrupted: never published, safe to drop
             shutil.rmtree(stale, ignore_errors=True)
-        return action
-    if action == "overwrite":
-        for child in path.iterdir():
-            if child.name == CACHE:  # keyed by content fingerprints: safe to reuse
-                continue
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
+        if action == "resume":
+            return action
+        if action == "overwrite":
+            shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)  # another run's; cache/ is keyed by content
         write_json(path / RUN_MARKER, {"stage": stage, "settings": settings})
     except PermissionError as err:
         raise UserError(f"cannot write to output folder {path}: permission denied") from err
@@ -147,8 +193,15 @@ def staging_dir(output_dir: Path) -> Path:
 
 
 def publish(staging: Path, output_dir: Path, last: str = MANIFEST) -> None:
-    """Move every entry of staging into output_dir (replacing old ones), `last` at the very end."""
+    """Move every entry of staging into output_dir (replacing old ones), `last` at the very end.
+
+    The old manifest goes first, so a folder is never marked finished over a mix of old and new files;
+    entries of a previous artifact that the new one lacks are removed at the end.
+    """
+    (output_dir / last).unlink(missing_ok=True)
     entries = sorted(staging.iterdir(), key=lambda p: p.name == last)
+    stale = {p.name for p in output_dir.iterdir() if p != staging and p.name not in RUN_STATE
+             and not p.name.startswith(".staging-")} - {e.name for e in entries}
     for entry in entries:
         for path in [entry, *entry.rglob("*")] if entry.is_dir() else [entry]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -157,6 +210,10 @@ def publish(staging: Path, output_dir: Path, last: str = MANIFEST) -> None:
             shutil.rmtree(target)
         os.replace(entry, target)
     staging.rmdir()
+    for name in stale:
+        target = output_dir / name
+        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink(missing_ok=True)
+    release_output_dir(output_dir)
 
 
 def config_hash(config_dict: dict) -> str:

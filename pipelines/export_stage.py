@@ -57,10 +57,12 @@ def run_export_stage(models: dict[str, Path], output_dir: Path, data, settings: 
                                  settings={"models": {k: str(v) for k, v in models.items()},
                                            "settings": vars(settings)})
     parity = parity_set(data)
-    results = {name: run_export(folder, output_dir / name, parity, settings) for name, folder in models.items()}
+    results = {name: run_export(folder, output_dir / name, parity, settings, overwrite=(output_dir / name).exists())
+               for name, folder in models.items()}
     table = {"parity_rows": len(parity.texts), "rows": deployment_rows(results)}
     artifacts.write_json(output_dir / DEPLOYMENT, table)
     artifacts.write_json(output_dir / artifacts.MANIFEST, artifacts.manifest(
         "export", {"models": {k: str(v) for k, v in models.items()}, **vars(settings)}, data.fingerprint,
         {"total": time.perf_counter() - began}))
+    artifacts.release_output_dir(output_dir)
     return table

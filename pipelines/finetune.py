@@ -19,7 +19,7 @@ from pipelines.model_card import finetune_card
 from pipelines.models import head_modules, load_classifier, load_tokenizer, lora_targets, resolve_model
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = artifacts.CHECKPOINTS
 
 
 @dataclass
@@ -97,9 +97,18 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    """The newest complete checkpoint; ones cut short by a kill (no trainer_state.json, which the Trainer
+    writes last) are deleted so the run continues from the one before."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = sorted((p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    for candidate in reversed(found):
+        if (candidate / "trainer_state.json").is_file():
+            return str(candidate)
+        log.warning("dropping %s: it was not completely written (interrupted while saving)", candidate)
+        shutil.rmtree(candidate, ignore_errors=True)
+    return None
 
 
 def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = False,
@@ -155,9 +164,13 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     if not trainer.is_world_process_zero():
         return FinetuneResult(output_dir=output_dir, metrics={}, wall_seconds=trained - started)
 
-    metrics = save_classifier(trainer, tokenizer, data, eval_ds, config, output_dir, train_output,
-                              timings={"prepare": prepared - started, "train": trained - prepared},
-                              started=started)
+    try:
+        metrics = save_classifier(trainer, tokenizer, data, eval_ds, config, output_dir, train_output,
+                                  timings={"prepare": prepared - started, "train": trained - prepared},
+                                  started=started)
+    except OSError as err:
+        raise UserError(f"saving the model to {output_dir} failed ({err.strerror or err}); nothing was published "
+                        "and any previous model there is unchanged; free space and run again") from err
     return FinetuneResult(output_dir=output_dir, metrics=metrics, wall_seconds=time.perf_counter() - started)
 
 
@@ -167,45 +180,48 @@ def save_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: Fin
     model = trainer.model
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     staging = artifacts.staging_dir(output_dir)
-    if config.lora.method == "lora":
-        model.save_pretrained(staging / "adapter", safe_serialization=True)
-        artifacts.write_json(staging / "adapter" / "label_names.json", data.label_names)
-        model = model.merge_and_unload()
-    model.config.pad_token_id = tokenizer.pad_token_id
-    logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)
-    evaluated = classification_metrics(logits.argmax(-1), list(eval_ds["label"]), data.label_names)
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
+    try:
+        if config.lora.method == "lora":
+            model.save_pretrained(staging / "adapter", safe_serialization=True)
+            artifacts.write_json(staging / "adapter" / "label_names.json", data.label_names)
+            model = model.merge_and_unload()
+        model.config.pad_token_id = tokenizer.pad_token_id
+        logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)
+        evaluated = classification_metrics(logits.argmax(-1), list(eval_ds["label"]), data.label_names)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
 
-    history = trainer.state.log_history
-    metrics = {
-        "eval": evaluated,
-        "train": {
-            "train_runtime": train_output.metrics.get("train_runtime"),
-            "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
-            "train_loss": train_output.metrics.get("train_loss"),
-            "global_step": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-        },
-        "data": {
-            "train_examples": len(data.train),
-            "eval_examples": len(data.eval),
-            "label_names": data.label_names,
-            "notes": data.notes,
-        },
-        "parameters": {
-            "total": sum(p.numel() for p in model.parameters()),
-            "trained": trained_parameters,
-        },
-    }
-    timings = {**timings, "total": time.perf_counter() - started}
-    artifacts.write_json(staging / "metrics.json", metrics)
-    artifacts.write_json(staging / "training_log.json", history)
-    artifacts.write_text(staging / "config.yaml", dump_yaml(config))
-    artifacts.write_text(staging / "README.md", finetune_card(config, metrics))
-    artifacts.write_json(staging / artifacts.MANIFEST,
-                         artifacts.manifest("finetune", to_dict(config), data.fingerprint, timings))
-    artifacts.publish(staging, output_dir)
+        history = trainer.state.log_history
+        metrics = {
+            "eval": evaluated,
+            "train": {
+                "train_runtime": train_output.metrics.get("train_runtime"),
+                "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+                "train_loss": train_output.metrics.get("train_loss"),
+                "global_step": trainer.state.global_step,
+                "epochs": trainer.state.epoch,
+                "best_checkpoint": trainer.state.best_model_checkpoint,
+            },
+            "data": {
+                "train_examples": len(data.train),
+                "eval_examples": len(data.eval),
+                "label_names": data.label_names,
+                "notes": data.notes,
+            },
+            "parameters": {
+                "total": sum(p.numel() for p in model.parameters()),
+                "trained": trained_parameters,
+            },
+        }
+        timings = {**timings, "total": time.perf_counter() - started}
+        artifacts.write_json(staging / "metrics.json", metrics)
+        artifacts.write_json(staging / "training_log.json", history)
+        artifacts.write_text(staging / "config.yaml", dump_yaml(config))
+        artifacts.write_text(staging / "README.md", finetune_card(config, metrics))
+        artifacts.write_json(staging / artifacts.MANIFEST,
+                             artifacts.manifest("finetune", to_dict(config), data.fingerprint, timings))
+        artifacts.publish(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone after publish; a failed save leaves nothing
     shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)  # the best one is the published model
     return metrics
