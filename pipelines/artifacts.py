@@ -71,6 +71,8 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, sett
     Refuses (UserError) to clobber a finished run without overwrite, a folder this tool did not write, or
     to resume with different `settings` than the interrupted run recorded in run.json.
     """
+    if "\x00" in str(path):
+        raise UserError(f"output path {str(path)!r} contains a NUL character")
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is a file, not a folder")
     if path.is_dir():

@@ -53,6 +53,8 @@ class PredictResult:
 
 
 def check_output_file(output: Path, input_file: Path, overwrite: bool) -> None:
+    if "\x00" in str(output):
+        raise UserError(f"output file {str(output)!r} contains a NUL character")
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise UserError(f"output file {output}: unknown type '{output.suffix}'; use {', '.join(OUTPUT_FORMATS)}")
     if output.exists() and output.is_dir():

@@ -182,3 +182,24 @@ print("FIRST-DONE", flush=True)
 
     run_finetune(finetune_config(tiny_bert, data_files, out), overwrite=True)  # the lock went with the first run
     assert time.perf_counter() - started < 120
+
+
+def test_same_config_and_seed_give_identical_results(tiny_bert, data_files, straight, tmp_path):
+    """Fine-tuning, distillation, export and explanation twice on CPU: the same numbers, bit for bit."""
+    run_dir = tmp_path / "again"
+    run_pipeline(tiny_pipeline(tiny_bert, *data_files, run_dir))
+    for stage, name in (("finetune", "metrics.json"), ("distill", "metrics.json")):
+        mine, theirs = (json.loads((d / stage / name).read_text()) for d in (run_dir, straight))
+        assert mine["eval"] == theirs["eval"], stage
+    for stage in ("finetune", "distill"):
+        assert np.array_equal(logits_of(run_dir / stage, TEXTS), logits_of(straight / stage, TEXTS)), stage
+        mine, theirs = ((d / stage / "model.safetensors").read_bytes() for d in (run_dir, straight))
+        assert mine == theirs, f"{stage} weights differ"
+    mine, theirs = ((d / "explain" / "attributions.jsonl").read_bytes() for d in (run_dir, straight))
+    assert mine == theirs  # SHAP's sampling is seeded
+    for model in ("teacher", "student"):
+        mine, theirs = (json.loads((d / "export" / model / "export_metrics.json").read_text()) for d in
+                        (run_dir, straight))
+        for key in ("onnx_fp32", "onnx_int8"):
+            assert mine[key]["dev_accuracy"] == theirs[key]["dev_accuracy"]
+            assert mine[key]["max_abs_logit_diff"] == theirs[key]["max_abs_logit_diff"]
