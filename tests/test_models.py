@@ -110,3 +110,14 @@ def test_smollm2_preset_converts_once_and_classifies():
         single = model(**tokenizer(["a fine film"], return_tensors="pt")).logits
     assert batched.shape == (2, 2)
     torch.testing.assert_close(batched[0], single[0], atol=1e-4, rtol=1e-4)
+
+
+def test_trust_remote_code_is_off_unless_asked():
+    from conftest import ROOT
+
+    from pipelines.config import ModelSettings
+
+    assert ModelSettings().trust_remote_code is False
+    sources = [p.read_text() for folder in ("pipelines", "distill", "explain", "scripts")
+               for p in (ROOT / folder).rglob("*.py")]
+    assert sources and not any("trust_remote_code=True" in source for source in sources)
