@@ -27,9 +27,10 @@ _HELD_LOCKS: dict[Path, int] = {}
 
 
 def lock_output_dir(path: Path) -> None:
-    """Take the output folder's lock (an flock on path/.lock, held until the process ends or release).
+    """Take the output folder's lock (an flock on path/.lock, held until release or the process ends).
 
     A second run on the same folder is refused while the first holds it; a killed run's lock goes with it.
+    The file is removed on release; a lock taken on a file that was removed meanwhile is taken again.
     """
     import fcntl
 
@@ -37,14 +38,21 @@ def lock_output_dir(path: Path) -> None:
     if key in _HELD_LOCKS:
         return
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise UserError(f"output folder {path} is in use by another run (pid {holder}); wait for it to finish or "
-                        "choose another output folder") from None
+    while True:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"output folder {path} is in use by another run (pid {holder}); wait for it to finish "
+                            "or choose another output folder") from None
+        try:
+            if os.stat(path / LOCK).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder released and removed it between our open and flock: try again
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD_LOCKS[key] = fd
@@ -53,7 +61,8 @@ def lock_output_dir(path: Path) -> None:
 def release_output_dir(path: Path) -> None:
     fd = _HELD_LOCKS.pop(path.resolve(), None)
     if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
+        (path / LOCK).unlink(missing_ok=True)  # while still holding it, so no one locks a doomed file
+        os.close(fd)
 
 
 def check_not_locked(path: Path) -> None:
