@@ -2,9 +2,10 @@
 
     python benchmarks/bench_deploy.py [--teacher runs/sst2_minilm] [--student benchmarks/work/distill/layers3]
 
-1. predict_speedup: rows per second of `scripts/predict.py` (run as a script; its own timer covers tokenizing
-   and the model, not loading or file I/O) over `transformers.pipeline("text-classification", model=DIR,
-   batch_size=32)` called on the same 872 sentences (model loaded before the timer). Best of 3 each.
+1. predict_speedup: rows per second of `scripts/predict.py` (run as a script with its defaults; its own timer
+   covers tokenizing and the model, not loading or file I/O) over `transformers.pipeline("text-classification",
+   model=DIR, batch_size=32)` called on the same 872 sentences (model loaded before the timer). Best of 3 each.
+   The default precision is auto (bf16 autocast where the CPU has native bf16); fp32 is measured as well.
 2. The teacher and the 3-layer student through `pipelines.export.run_export` (every int8 recipe measured,
    the most quantized one within 0.5 point of accuracy kept): size, latency at batch 1 and 32 (tokenization
    included, median), dev accuracy, agreement with the PyTorch teacher.
@@ -32,14 +33,14 @@ DEV = ROOT / "data" / "sst2" / "dev.tsv"
 FORMATS = ("pytorch", "onnx_fp32", "onnx_int8")
 
 
-def script_rows_per_second(model: Path, repeats: int) -> tuple[float, Path]:
+def script_rows_per_second(model: Path, repeats: int, precision: str) -> tuple[float, Path]:
     """Best rows/s that scripts/predict.py reports for the dev file (its timer: tokenization + model)."""
-    best, out = 0.0, WORK / "predictions.csv"
+    best, out = 0.0, WORK / f"predictions-{precision}.csv"
     for _ in range(repeats):
         run = subprocess.run(
             [sys.executable, str(ROOT / "scripts/predict.py"), "--model", str(model), "--input-file", str(DEV),
-             "--text-column", "sentence", "--output-file", str(out), "--overwrite", "--no-progress"],
-            capture_output=True, text=True, check=True)
+             "--text-column", "sentence", "--output-file", str(out), "--overwrite", "--no-progress",
+             "--precision", precision], capture_output=True, text=True, check=True)
         best = max(best, float(re.search(r"\((\d+) rows/s\)", run.stdout).group(1)))
     return best, out
 
@@ -83,10 +84,12 @@ def main() -> None:
 
     dev = pd.read_csv(DEV, sep="\t", quoting=3, dtype=str, keep_default_na=False)
     texts = dev["sentence"].tolist()
-    ours, predictions_file = script_rows_per_second(teacher, args.repeats)
     baseline, baseline_labels = pipeline_rows_per_second(teacher, texts, args.repeats)
-    ours_labels = pd.read_csv(predictions_file)["predicted_label"].tolist()
-    same_labels = float(np.mean([a == b for a, b in zip(ours_labels, baseline_labels, strict=True)]))
+    ours, same_labels = {}, {}
+    for precision in ("auto", "fp32"):
+        ours[precision], predictions_file = script_rows_per_second(teacher, args.repeats, precision)
+        labels = pd.read_csv(predictions_file)["predicted_label"].tolist()
+        same_labels[precision] = float(np.mean([a == b for a, b in zip(labels, baseline_labels, strict=True)]))
 
     label_names = ["negative", "positive"]
     parity = parity_set_from_file(DEV, "sentence", None, "label", label_names)
@@ -112,10 +115,16 @@ def main() -> None:
         "student_int8_vs_teacher_pytorch_accuracy": s["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
         "teacher_int8_vs_pytorch_b32": t["pytorch"]["latency_b32_ms"] / t["onnx_int8"]["latency_b32_ms"],
     }
+    from explain.predict import native_bf16
+
     result = {
-        "predict_speedup": ours / baseline,
-        "predict_rows_per_second": {"scripts/predict.py": ours, "transformers.pipeline": baseline,
-                                    "same_labels": same_labels},
+        "predict_speedup": ours["auto"] / baseline,
+        "predict_speedup_fp32": ours["fp32"] / baseline,
+        "predict_rows_per_second": {"scripts/predict.py (default, --precision auto)": ours["auto"],
+                                    "scripts/predict.py --precision fp32": ours["fp32"],
+                                    "transformers.pipeline": baseline,
+                                    "same_labels_as_pipeline": same_labels,
+                                    "auto_means_bf16_here": native_bf16()},
         "models": models,
         "ratios": ratios,
         "setup": {
@@ -129,8 +138,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "deploy.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"\npredict: scripts/predict.py {ours:.0f} rows/s vs transformers.pipeline {baseline:.0f} rows/s "
-          f"-> {ours / baseline:.2f}x (same labels on {same_labels:.4f})")
+    for precision, rate in ours.items():
+        print(f"predict: scripts/predict.py --precision {precision} {rate:.0f} rows/s vs transformers.pipeline "
+              f"{baseline:.0f} rows/s -> {rate / baseline:.2f}x (same labels on {same_labels[precision]:.4f})")
     print(f"{'model':<8} {'format':<10} {'size MB':>8} {'b1 ms':>7} {'b32 ms':>7} {'dev acc':>8} {'agree':>6}")
     for name in models:
         for fmt in FORMATS:

@@ -82,11 +82,12 @@ class Backend:
 @dataclass
 class TorchBackend(Backend):
     model: object = None
+    bf16: bool = False  # bfloat16 autocast (CPUs with native bf16): about twice the speed, same labels
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
             return self.model(**inputs).logits.float().numpy()
 
@@ -116,8 +117,13 @@ def folder_kind(path: Path) -> str:
 
 
 def load_backend(path: str | Path, variant: str = "auto", num_threads: int | None = None,
-                 max_length: int = 128) -> Backend:
-    """Load a model folder this project wrote (PyTorch, or ONNX with `variant` fp32, int8 or auto)."""
+                 max_length: int = 128, precision: str = "fp32") -> Backend:
+    """Load a model folder this project wrote (PyTorch, or ONNX with `variant` fp32, int8 or auto).
+
+    `precision` (PyTorch only): fp32, bf16 (autocast), or auto (bf16 where the CPU has native bf16).
+    """
+    if precision not in ("fp32", "bf16", "auto"):
+        raise UserError(f"precision must be fp32, bf16 or auto, got '{precision}'")
     from transformers import AutoConfig
 
     from pipelines.models import ModelSource, load_tokenizer
@@ -131,9 +137,12 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
         from pipelines.models import load_trained_classifier
 
         torch.set_num_threads(threads)
+        from explain.predict import native_bf16
+
         model, tokenizer, labels = load_trained_classifier(str(path))
-        return TorchBackend(path, tokenizer, labels, _forward_inputs(model, tokenizer), max_length, "pytorch",
-                            model=model)
+        bf16 = precision == "bf16" or (precision == "auto" and native_bf16())
+        return TorchBackend(path, tokenizer, labels, _forward_inputs(model, tokenizer), max_length,
+                            "pytorch-bf16" if bf16 else "pytorch", model=model, bf16=bf16)
     tokenizer = load_tokenizer(ModelSource(name=str(path), location=str(path), kind="local"))
     try:
         config = AutoConfig.from_pretrained(path)

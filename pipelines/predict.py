@@ -34,6 +34,7 @@ class PredictSettings:
     max_length: int = 128
     num_threads: int | None = None
     variant: str = "auto"  # for ONNX folders: fp32, int8 or auto (int8 when present)
+    precision: str = "auto"  # for PyTorch folders: fp32, bf16, or auto (bf16 autocast where the CPU has it)
     overwrite: bool = False
     progress: bool = True
 
@@ -164,7 +165,7 @@ def run_predict(settings: PredictSettings) -> PredictResult:
         _require_column(str(input_file), columns, settings.label_column, "label")
 
     backend = load_backend(settings.model, variant=settings.variant, num_threads=settings.num_threads,
-                           max_length=settings.max_length)
+                           max_length=settings.max_length, precision=settings.precision)
     if settings.top_k > len(backend.label_names):
         raise UserError(f"--top-k {settings.top_k} is more than the model's {len(backend.label_names)} labels")
     names = prediction_columns(columns, backend.label_names, settings.top_k)

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated")
     parser.add_argument("--num-threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--variant", default="auto", choices=("auto", "fp32", "int8"), help="ONNX copy to use")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="PyTorch models: bf16 autocast (auto: where the CPU runs bf16 natively)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true")
     add_common_flags(parser)
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, input_file=args.input_file, output_file=args.output_file, text_column=args.text_column,
         text_pair_column=args.text_pair_column, label_column=args.label_column, batch_size=args.batch_size,
         top_k=args.top_k, max_length=args.max_length, num_threads=args.num_threads, variant=args.variant,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, precision=args.precision,
     )
     result = run_predict(settings)
     line = (f"labelled {result.rows} rows with the {result.backend} model in {result.seconds:.2f} s "

@@ -50,7 +50,7 @@ def test_predict_keeps_rows_order_and_writes_label_names(classifier, tmp_path, s
     write_frame(frame, source)
     out = tmp_path / f"out{suffix}"
     result = run_predict(PredictSettings(model=str(classifier), input_file=str(source), output_file=str(out),
-                                         batch_size=4, top_k=2, progress=False, num_threads=1))
+                                         batch_size=4, top_k=2, progress=False, num_threads=1, precision="fp32"))
     from pipelines.data import read_frame
 
     written = read_frame(out)
@@ -62,6 +62,13 @@ def test_predict_keeps_rows_order_and_writes_label_names(classifier, tmp_path, s
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
     assert written["label"].tolist() == [LABELS[i] for i in expected.argmax(1)]
     np.testing.assert_allclose(written["score"].astype(float), expected.max(1), atol=1e-4)
+    if suffix == ".csv":  # bf16 autocast: the same rows, probabilities within bf16 rounding
+        run_predict(PredictSettings(model=str(classifier), input_file=str(source), output_file=str(out),
+                                    precision="bf16", overwrite=True, progress=False, num_threads=1))
+        bf16 = read_frame(out)[[f"prob_{n}" for n in LABELS]].astype(float).to_numpy()
+        np.testing.assert_allclose(bf16, expected, atol=0.05)
+        written_bf16 = read_frame(out)
+        assert written_bf16["id"].tolist() == frame["id"].tolist()
     second = np.sort(expected, axis=1)[:, -2]
     np.testing.assert_allclose(written["top2_score"].astype(float), second, atol=1e-4)
     assert set(written["top2_label"]) <= set(LABELS)
@@ -119,7 +126,7 @@ def test_onnx_export_matches_pytorch_and_predicts_the_same(classifier, tmp_path)
     for name, model, variant in (("torch", classifier, "auto"), ("onnx", tmp_path / "onnx", "fp32")):
         out = tmp_path / f"{name}.csv"
         run_predict(PredictSettings(model=str(model), input_file=str(source), output_file=str(out),
-                                    variant=variant, progress=False, num_threads=1, batch_size=5))
+                                    variant=variant, progress=False, num_threads=1, batch_size=5, precision="fp32"))
         outputs[name] = pd.read_csv(out)
     assert outputs["onnx"]["label"].tolist() == outputs["torch"]["label"].tolist()
     columns = [f"prob_{n}" for n in LABELS]
