@@ -29,10 +29,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 STUDENTS = {
     # name: (student settings, loss settings, distill extras, train extras)
-    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5), {}, {}),
+    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5), {"augment_copies": 1}, {}),
     "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5), {}, {}),
     "narrow": (
-        StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024),
+        StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=768),
         LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
         {"augment_copies": 1},
         {"learning_rate": 5e-4},
@@ -59,8 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default=str(ROOT / "runs" / "sst2_minilm"))
     parser.add_argument("--students", default="layers3,layers2,narrow")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--narrow-epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--narrow-epochs", type=float, default=3.0)
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -105,6 +105,8 @@ def main() -> None:
             "teacher": str(teacher.relative_to(ROOT)) if teacher.is_relative_to(ROOT) else str(teacher),
             "data": "SST-2 train (67,349) -> dev (872)",
             "losses": {name: vars(STUDENTS[name][1]) for name in STUDENTS},
+            "augment_copies": {name: STUDENTS[name][2].get("augment_copies", 0) for name in STUDENTS},
+            "learning_rates": {name: STUDENTS[name][3].get("learning_rate", 1e-4) for name in STUDENTS},
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
             "wall_seconds": time.perf_counter() - started,
         },
