@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.artifacts import atomic_file
 from pipelines.backends import Backend, batched_logits, load_backend, softmax
 from pipelines.data import _require_column, read_frame
 from pipelines.errors import UserError
@@ -128,26 +128,17 @@ def predict_texts(backend: Backend, texts: list[str], pairs: list[str] | None, b
 
 def write_frame(frame, path: Path) -> None:
     """Write a table by the file's extension, atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     suffix = path.suffix.lower()
-    try:
+    with atomic_file(path) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         elif suffix == ".tsv":
             plain = not frame.map(lambda v: isinstance(v, str) and any(c in v for c in "\t\n\r")).to_numpy().any()
-            frame.to_csv(tmp, sep="\t", index=False, quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL,
-                         escapechar=None)
+            frame.to_csv(tmp, sep="\t", index=False, quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL)
         elif suffix == ".jsonl":
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
         else:
             frame.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_predict(settings: PredictSettings) -> PredictResult:
