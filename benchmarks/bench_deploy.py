@@ -115,7 +115,7 @@ def main() -> None:
         "student_int8_vs_teacher_pytorch_accuracy": s["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
         "teacher_int8_vs_pytorch_b32": t["pytorch"]["latency_b32_ms"] / t["onnx_int8"]["latency_b32_ms"],
     }
-    from explain.predict import native_bf16
+    from pipelines.environment import native_bf16
 
     result = {
         "predict_speedup": ours["auto"] / baseline,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipelines.environment import native_bf16
+
 PAIR_SEPARATOR = " [PAIR] "
 
 
@@ -61,16 +63,6 @@ class Predictor:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(**inputs).logits.float()
         return torch.softmax(logits, dim=-1).double().numpy()
-
-
-def native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX), so autocast is faster."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def join_pair(text: str, pair: str | None) -> str:

@@ -137,7 +137,7 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
         from pipelines.models import load_trained_classifier
 
         torch.set_num_threads(threads)
-        from explain.predict import native_bf16
+        from pipelines.environment import native_bf16
 
         model, tokenizer, labels = load_trained_classifier(str(path))
         bf16 = precision == "bf16" or (precision == "auto" and native_bf16())
