@@ -211,7 +211,7 @@ def batched_logits(backend: Backend, encoded: Encoded, batch_size: int, progress
     return out
 
 
-def predict_logits(backend: Backend, texts: list[str], pairs: list[str] | None = None,
+def logits_for_texts(backend: Backend, texts: list[str], pairs: list[str] | None = None,
                    batch_size: int = 64) -> np.ndarray:
     return batched_logits(backend, backend.encode(texts, pairs), batch_size)
 

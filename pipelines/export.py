@@ -215,18 +215,6 @@ def gate_failures(metrics: dict, settings: ExportSettings) -> list[str]:
     return failures
 
 
-def check_onnx_folder(folder: Path, reference: TorchBackend, parity: ParitySet, settings: ExportSettings) -> dict:
-    """Re-run the parity figures of an existing export folder against its PyTorch model (used by tests)."""
-    reference_logits = batched_logits(reference, reference.encode(parity.texts, parity.pairs), settings.batch_size)
-    out = {}
-    for variant, name in ONNX_FILES.items():
-        if (folder / name).is_file():
-            backend = _onnx_backend(reference, folder / name, settings.num_threads or 1)
-            logits = batched_logits(backend, backend.encode(parity.texts, parity.pairs), settings.batch_size)
-            out[f"onnx_{variant}"] = _scores(logits, reference_logits, parity.labels)
-    return out
-
-
 def run_export(model_dir: str | Path, output_dir: str | Path, parity: ParitySet, settings: ExportSettings,
                overwrite: bool = False, force: bool = False) -> ExportResult:
     """Export model_dir to output_dir (fp32 ONNX, int8 copy, tokenizer, config, metrics, card) behind the gate."""

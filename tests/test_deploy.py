@@ -169,9 +169,9 @@ def test_int8_gate_uses_accuracy_and_keeps_the_most_quantized_passing_recipe(tin
     classifier = make_classifier(tiny_bert, tmp_path / "model")
     rows = sentiment_rows(40, seed=4)
     texts = [t for t, _ in rows]
-    from pipelines.backends import load_backend, predict_logits
+    from pipelines.backends import load_backend, logits_for_texts
 
-    predicted = predict_logits(load_backend(classifier, num_threads=1), texts).argmax(1).tolist()
+    predicted = logits_for_texts(load_backend(classifier, num_threads=1), texts).argmax(1).tolist()
     settings = ExportSettings(measure_latency=False, num_threads=1, max_accuracy_drop=0.0, try_all_int8=True)
     result = run_export(classifier, tmp_path / "onnx", parity_of(texts, predicted), settings)
     int8 = result.metrics["onnx_int8"]
