@@ -41,6 +41,7 @@ def faithfulness_plot(rows: list[dict]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # model names are user text, not TeX
     import matplotlib.pyplot as plt
 
     names = list(FAITHFULNESS_SPECS)

@@ -34,6 +34,7 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # label names are user text: "$x^$" is not TeX to render
     import matplotlib.pyplot as plt
 
     return plt
