@@ -221,8 +221,6 @@ def run_export(model_dir: str | Path, output_dir: str | Path, parity: ParitySet,
     import onnxruntime
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
-    if settings.quantize not in ("int8", "none"):
-        raise UserError(f"quantize must be int8 or none, got '{settings.quantize}'")
     if not parity.texts:
         raise UserError(f"the parity set {parity.source} has no texts")
     began = time.perf_counter()
