@@ -17,12 +17,12 @@ from distill.student import evenly_spaced, fresh_student, num_layers, student_fr
 from distill.teacher_logits import cached_teacher_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
 from pipelines import artifacts
+from pipelines.backends import latency_ms, torch_backend
 from pipelines.config import dump_yaml, to_dict
 from pipelines.data import LABEL, TEXT, TEXT_PAIR, prepare_data, tokenize
 from pipelines.errors import UserError
 from pipelines.evaluation import predict_logits
 from pipelines.finetune import CHECKPOINTS, last_checkpoint, set_threads, training_arguments
-from pipelines.latency import latency_ms
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import distill_card
 from pipelines.models import load_classifier, load_tokenizer, load_trained_classifier, resolve_model
@@ -182,7 +182,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     tokenizer.save_pretrained(staging)
     texts = list(data.eval[TEXT])
     latency = {
-        name: {f"latency_b{b}_ms": latency_ms(model, tok, texts, b, max_length) for b in (1, 32)}
+        name: {f"latency_b{b}_ms": latency_ms(torch_backend(model, tok, max_length), texts, b) for b in (1, 32)}
         for name, model, tok in (("teacher", teacher, teacher_tokenizer), ("student", student, tokenizer))
     }
     distill_metrics = {

@@ -139,10 +139,9 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
         torch.set_num_threads(threads)
         from pipelines.environment import native_bf16
 
-        model, tokenizer, labels = load_trained_classifier(str(path))
+        model, tokenizer, _ = load_trained_classifier(str(path))
         bf16 = precision == "bf16" or (precision == "auto" and native_bf16())
-        return TorchBackend(path, tokenizer, labels, _forward_inputs(model, tokenizer), max_length,
-                            "pytorch-bf16" if bf16 else "pytorch", model=model, bf16=bf16)
+        return torch_backend(model, tokenizer, max_length, path=path, bf16=bf16)
     tokenizer = load_tokenizer(ModelSource(name=str(path), location=str(path), kind="local"))
     try:
         config = AutoConfig.from_pretrained(path)
@@ -153,6 +152,14 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
     session = onnx_session(onnx_file, threads)
     inputs = [i.name for i in session.get_inputs()]
     return OnnxBackend(path, tokenizer, labels, inputs, max_length, f"onnx-{_variant_of(onnx_file)}", session=session)
+
+
+def torch_backend(model, tokenizer, max_length: int = 128, path: Path = Path("."), bf16: bool = False) -> TorchBackend:
+    """A backend over a classifier already in memory (put in eval mode), e.g. a student just trained."""
+    model.eval()
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return TorchBackend(path, tokenizer, labels, forward_inputs(model, tokenizer), max_length,
+                        "pytorch-bf16" if bf16 else "pytorch", model=model, bf16=bf16)
 
 
 def onnx_variant_file(path: Path, variant: str) -> Path:
@@ -184,7 +191,7 @@ def onnx_session(file: Path, num_threads: int):
         raise UserError(f"could not load the ONNX model {file}: {str(err).splitlines()[0]}") from err
 
 
-def _forward_inputs(model, tokenizer) -> list[str]:
+def forward_inputs(model, tokenizer) -> list[str]:
     """The tokenizer outputs this model's forward accepts (token_type_ids only where the model has them)."""
     import inspect
 

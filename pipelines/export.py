@@ -114,7 +114,7 @@ def export_fp32(model_dir: Path, target: Path, opset: int = 17) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from pipelines.backends import _forward_inputs
+    from pipelines.backends import forward_inputs
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True,
                                                                attn_implementation="eager")
@@ -122,7 +122,7 @@ def export_fp32(model_dir: Path, target: Path, opset: int = 17) -> None:
     model.eval()
     tokenizer = load_backend_tokenizer(model_dir)
     model.config.pad_token_id = tokenizer.pad_token_id
-    names = _forward_inputs(model, tokenizer)
+    names = forward_inputs(model, tokenizer)
     sample = tokenizer(["a short example text", "and a second, somewhat longer example text to pad"],
                        padding=True, return_tensors="pt")
 

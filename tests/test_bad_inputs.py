@@ -49,30 +49,28 @@ def world(tmp_path_factory, tiny_bert, tiny_llama, tiny_classifier) -> dict[str,
     """Every bad file, folder and config of the matrix, written once."""
     d = tmp_path_factory.mktemp("bad")
     w = {"tiny_bert": tiny_bert, "tiny_llama": tiny_llama, "classifier": tiny_classifier}
+
+    def put(key: str, name: str, content: str | bytes) -> None:
+        w[key] = d / name
+        w[key].write_bytes(content if isinstance(content, bytes) else content.encode())
+
     w["train"] = write_csv(d / "train.csv", sentiment_rows(40, seed=1))
     w["eval"] = write_csv(d / "eval.csv", sentiment_rows(12, seed=2))
     w["train3"] = write_csv(d / "train3.csv", three_class_rows(30, seed=1))
     w["eval3"] = write_csv(d / "eval3.csv", three_class_rows(9, seed=2))
-    w["empty"] = d / "empty.csv"
-    w["empty"].write_bytes(b"")
-    w["header_only"] = d / "header_only.csv"
-    w["header_only"].write_text("text,label\n")
-    w["semicolon"] = d / "semicolon.csv"
-    w["semicolon"].write_text("text;label\ngreat film;pos\nawful film;neg\n")
-    w["mixed"] = d / "mixed.jsonl"
-    w["mixed"].write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "1"}\n{"text": "c", "label": "pos"}\n')
+    put("empty", "empty.csv", b"")
+    put("header_only", "header_only.csv", "text,label\n")
+    put("semicolon", "semicolon.csv", "text;label\ngreat film;pos\nawful film;neg\n")
+    put("mixed", "mixed.jsonl",
+        '{"text": "a", "label": 1}\n{"text": "b", "label": "1"}\n{"text": "c", "label": "pos"}\n')
     w["unseen"] = write_csv(d / "unseen.csv", [("great", "pos"), ("awful", "neg"), ("hmm", "meh")])
     w["one_class"] = write_csv(d / "one_class.csv", [("great", "pos"), ("superb", "pos"), ("fine", "pos")])
-    w["empty_texts"] = d / "empty_texts.csv"
-    w["empty_texts"].write_text('text,label\ngreat,pos\n,neg\n   ,pos\n"",neg\nawful,neg\n')
-    w["bad_utf8"] = d / "bad_utf8.csv"
-    w["bad_utf8"].write_bytes(b"text,label\ngreat,pos\nawful \xff film,neg\n")
-    w["stray_quote"] = d / "stray_quote.csv"
-    w["stray_quote"].write_text('text,label\ngreat,pos\n"awful film,neg\nfine,pos\n')
-    w["broken_jsonl"] = d / "broken.jsonl"
-    w["broken_jsonl"].write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}\n{"text": "c", "lab\n')
-    w["fake_parquet"] = d / "fake.parquet"
-    w["fake_parquet"].write_text("this is not parquet")
+    put("empty_texts", "empty_texts.csv", 'text,label\ngreat,pos\n,neg\n   ,pos\n"",neg\nawful,neg\n')
+    put("bad_utf8", "bad_utf8.csv", b"text,label\ngreat,pos\nawful \xff film,neg\n")
+    put("stray_quote", "stray_quote.csv", 'text,label\ngreat,pos\n"awful film,neg\nfine,pos\n')
+    put("broken_jsonl", "broken.jsonl",
+        '{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}\n{"text": "c", "lab\n')
+    put("fake_parquet", "fake.parquet", "this is not parquet")
     w["no_weights"] = d / "no_weights"
     w["no_weights"].mkdir()
     shutil.copy(tiny_bert / "config.json", w["no_weights"] / "config.json")
@@ -81,23 +79,18 @@ def world(tmp_path_factory, tiny_bert, tiny_llama, tiny_classifier) -> dict[str,
     shutil.copy(tiny_classifier / "config.json", w["pickle_model"] / "config.json")
     (w["pickle_model"] / "pytorch_model.bin").write_bytes(b"pickle, not safetensors")
     w["other_labels"] = make_classifier(tiny_bert, d / "other_labels", labels=["bad", "good"])
-    w["a_file"] = d / "a_file.txt"
-    w["a_file"].write_text("not a folder")
+    put("a_file", "a_file.txt", "not a folder")
     w["existing_csv"] = write_csv(d / "existing.csv", [("keep me", "x")])
     w["finished"] = d / "finished"
     w["finished"].mkdir()
     (w["finished"] / "manifest.json").write_text('{"stage": "finetune"}')
     (w["finished"] / "model.safetensors").write_bytes(b"previous model")
-    w["unknown_key"] = d / "unknown_key.yaml"
-    w["unknown_key"].write_text("trian:\n  epochs: 1\n")
-    w["wrong_type"] = d / "wrong_type.yaml"
-    w["wrong_type"].write_text("train:\n  epochs: many\n")
-    w["pipeline_unknown"] = d / "pipeline_unknown.yaml"
-    w["pipeline_unknown"].write_text(f"run_dir: {d / 'prun'}\ndata:\n  train_file: {w['train']}\nexplian: {{}}\n")
-    w["pipeline_stages"] = d / "pipeline_stages.yaml"
-    w["pipeline_stages"].write_text(f"run_dir: {d / 'prun'}\nstages: [finetune, deploy]\n")
-    w["pipeline_missing"] = d / "pipeline_missing.yaml"
-    w["pipeline_missing"].write_text(f"run_dir: {d / 'prun'}\ndata:\n  train_file: {d / 'nope.csv'}\n")
+    put("unknown_key", "unknown_key.yaml", "trian:\n  epochs: 1\n")
+    put("wrong_type", "wrong_type.yaml", "train:\n  epochs: many\n")
+    put("pipeline_unknown", "pipeline_unknown.yaml",
+        f"run_dir: {d / 'prun'}\ndata:\n  train_file: {w['train']}\nexplian: {{}}\n")
+    put("pipeline_stages", "pipeline_stages.yaml", f"run_dir: {d / 'prun'}\nstages: [finetune, deploy]\n")
+    put("pipeline_missing", "pipeline_missing.yaml", f"run_dir: {d / 'prun'}\ndata:\n  train_file: {d / 'nope.csv'}\n")
     w["pipeline_badlabels"] = d / "pipeline_badlabels.yaml"
     w["pipeline_badlabels"].write_text(f"run_dir: {d / 'prun'}\nmodel:\n  name: {tiny_bert}\ndata:\n"
                                        f"  train_file: {w['one_class']}\n")
