@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import Trainer
 
 from distill.config import LossSettings
 from distill.losses import attention_mse, hidden_mse, kd_loss
 from pipelines.evaluation import MODEL_INPUTS, PaddingCollator
+from pipelines.sampling import LengthGroupedTrainer
 
 TEACHER_PREFIX = "teacher_"
 
@@ -40,7 +40,7 @@ class LayerPairs:
     teacher: list[int] = field(default_factory=list)
 
 
-class DistillTrainer(Trainer):
+class DistillTrainer(LengthGroupedTrainer):
     """Trainer whose training loss is soft KL + hard CE (+ hidden-state and attention MSE).
 
     Evaluation uses the plain cross-entropy of the student. The soft and hard parts are logged apart.

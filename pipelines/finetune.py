@@ -138,13 +138,15 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
                            data.fingerprint)
     prepared = time.perf_counter()
 
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
+
+    from pipelines.sampling import LengthGroupedTrainer
 
     set_seed(config.train.seed)
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.lora.method == "lora":
         model = add_lora(model, config)
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
