@@ -4,9 +4,11 @@
 
 Every student learns from the same teacher folder (the configs/sst2_minilm.yaml recipe) on the full SST-2
 train set for the given epochs, with length-grouped batches, and is evaluated on the 872 dev sentences.
-Teacher logits are cached once (benchmarks/work/cache) and shared by the students. The
-precomputed-vs-online ratio times the same distillation steps of the 3-layer student with the teacher run
-on every batch over the same steps with cached logits. Prints a table, writes benchmarks/results/distill.json.
+Teacher logits are cached once (benchmarks/work/cache) and shared by the students; students trained with
+the hidden-state loss run the teacher on every batch instead, as that loss needs its hidden states. The
+precomputed-vs-online ratio times the same logit-only distillation steps of the 3-layer student with the
+teacher run on every batch over the same steps with cached logits. Prints a table, writes
+benchmarks/results/distill.json.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ WORK = ROOT / "benchmarks" / "work" / "distill"
 RESULTS = ROOT / "benchmarks" / "results"
 
 STUDENTS = {
-    # name: (student settings, loss settings, distill extras, train extras)
-    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5), {"augment_copies": 1}, {}),
-    "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5), {}, {}),
+    # name: (student settings, loss settings, distill extras, train extras). The layer students learn the
+    # teacher's hidden states too (student layer i -> the teacher layer it was copied from). One exploratory
+    # 3-layer run gave 0.8922 after two epochs against 0.8807 for logits alone; the bench run of this recipe
+    # gave 0.8853 against 0.8865 for logits + one augmented copy: the same within one run's noise, in 30%
+    # less time, so the augmented copy was dropped.
+    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0), {}, {}),
+    "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0), {}, {}),
     "narrow": (
         StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=768),
         LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
@@ -92,6 +98,7 @@ def main() -> None:
     for mode in ("cached", "online"):
         config = config_for("layers3", teacher, 1.0, max_steps=args.ratio_steps)
         config.output_dir = str(WORK / f"ratio-{mode}")
+        config.loss = LossSettings(temperature=2.0, soft_weight=0.5)  # logits only: the cache can stand in
         config.distill.teacher_mode = mode
         metrics = run_distill(config, overwrite=(WORK / f"ratio-{mode}").exists()).metrics
         timings[mode] = metrics["train"]["train_runtime"]

@@ -108,6 +108,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     if online_needed and not same_tokenizer:
         raise UserError("hidden-state and attention losses need a student with the teacher's tokenizer "
                         "(student.layers or student.hidden_size), not student.model")
+    # The hidden-state and attention losses run the teacher on every batch; a logit cache would only add a pass.
+    teacher_mode = "online" if online_needed else config.distill.teacher_mode
     settings = to_dict(config)
     artifacts.check_output_dir(output_dir, resume, overwrite, "distill", settings)  # every rank, before DDP
     set_threads(config.train.num_threads)
@@ -124,7 +126,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
                             fingerprint)
         eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval",
                            data.fingerprint)
-        if config.distill.teacher_mode == "cached":
+        if teacher_mode == "cached":
             cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair,
                                            max_length, cache_dir, "train", fingerprint,
                                            tokenized=train_ds if same_tokenizer else None)
@@ -156,7 +158,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
         loss_settings=config.loss,
-        teacher=teacher if (config.distill.teacher_mode == "online" or online_needed) else None,
+        teacher=teacher if teacher_mode == "online" else None,
         layer_pairs=pairs,
     )
     checkpoint = last_checkpoint(output_dir / CHECKPOINTS) if resume else None
@@ -211,7 +213,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         "agreement": float(np.mean(student_eval.argmax(-1) == teacher_eval.argmax(-1))),
         "speedup_b1": latency["teacher"]["latency_b1_ms"] / latency["student"]["latency_b1_ms"],
         "speedup_b32": latency["teacher"]["latency_b32_ms"] / latency["student"]["latency_b32_ms"],
-        "teacher_logits": {"mode": config.distill.teacher_mode, "computed_this_run": teacher_logits_computed},
+        "teacher_logits": {"mode": teacher_mode, "computed_this_run": teacher_logits_computed},
         "train": {
             "train_runtime": train_output.metrics.get("train_runtime"),
             "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),

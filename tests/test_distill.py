@@ -180,6 +180,9 @@ def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_
     assert metrics["train"]["augmented_examples"] == 256
     log = json.loads((tmp_path / "narrow" / "training_log.json").read_text())
     assert any("loss_hidden" in entry for entry in log) and any("loss_soft" in entry for entry in log)
+    # the hidden states need the teacher on every batch: no pass to cache its train logits first
+    assert metrics["teacher_logits"]["mode"] == "online"
+    assert not list((tmp_path / "narrow" / "cache").glob("teacher-logits-train-*"))
     from safetensors import safe_open
 
     with safe_open(tmp_path / "narrow" / "model.safetensors", "pt") as saved:
