@@ -110,6 +110,9 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
                         "(student.layers or student.hidden_size), not student.model")
     # The hidden-state and attention losses run the teacher on every batch; a logit cache would only add a pass.
     teacher_mode = "online" if online_needed else config.distill.teacher_mode
+    if teacher_mode != config.distill.teacher_mode:
+        log.warning("the hidden-state and attention losses need the teacher's hidden states on every batch: "
+                    "the teacher runs online and no logits are cached")
     settings = to_dict(config)
     artifacts.check_output_dir(output_dir, resume, overwrite, "distill", settings)  # every rank, before DDP
     set_threads(config.train.num_threads)

@@ -169,7 +169,7 @@ def test_cross_tokenizer_gpt_teacher_to_bert_student(tiny_llama, tiny_bert, tmp_
     assert student_config["model_type"] == "bert" and student_config["id2label"] == {"0": "neg", "1": "pos"}
 
 
-def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_path):
+def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_path, caplog):
     teacher, train, evaluation = teacher_and_data
     config = distill_config(teacher, train, evaluation, tmp_path / "narrow",
                             StudentSettings(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -181,7 +181,7 @@ def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_
     log = json.loads((tmp_path / "narrow" / "training_log.json").read_text())
     assert any("loss_hidden" in entry for entry in log) and any("loss_soft" in entry for entry in log)
     # the hidden states need the teacher on every batch: no pass to cache its train logits first
-    assert metrics["teacher_logits"]["mode"] == "online"
+    assert metrics["teacher_logits"]["mode"] == "online" and "the teacher runs online" in caplog.text
     assert not list((tmp_path / "narrow" / "cache").glob("teacher-logits-train-*"))
     from safetensors import safe_open
 
