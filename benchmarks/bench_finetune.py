@@ -162,7 +162,7 @@ def main() -> None:
             "aggregation": "samples/s = all samples / all train seconds over the seeds; accuracy = mean over seeds",
             "steps": args.steps,
             "batch_size": args.batch_size,
-            "learning_rate": settings(args.steps, args.batch_size, seeds[0]).train.learning_rate,
+            "learning_rate": config.train.learning_rate,  # the same for every seed
             "max_length": MAX_LENGTH,
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
