@@ -76,6 +76,12 @@ class LoraSettings:
     target_modules: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "Module names to adapt; default: every linear layer of the architecture."}
     )
+    use_dora: bool = dataclasses.field(
+        default=False, metadata={"help": "DoRA: learn each weight's magnitude apart from its low-rank direction."}
+    )
+    use_rslora: bool = dataclasses.field(
+        default=False, metadata={"help": "rsLoRA: scale adapters by alpha / sqrt(r) instead of alpha / r."}
+    )
 
     def __post_init__(self) -> None:
         _require_positive("lora.r", self.r)

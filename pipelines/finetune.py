@@ -45,6 +45,8 @@ def add_lora(model, config: FinetuneConfig):
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
+        use_dora=settings.use_dora,
+        use_rslora=settings.use_rslora,
         target_modules=settings.target_modules or lora_targets(model),
         modules_to_save=head_modules(model),
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",

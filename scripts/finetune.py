@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = override_parser(__doc__, OVERRIDES)
     parser.add_argument("--drop-empty-texts", action="store_true", help="drop rows with empty texts (else refuse)")
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    parser.add_argument("--dora", action="store_true", help="DoRA adapters (weight magnitude learnt apart)")
+    parser.add_argument("--rslora", action="store_true", help="rank-stabilised LoRA scaling (alpha / sqrt(r))")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output-dir")
     return parser.parse_args(argv)
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data.empty_texts"] = "drop"
     if args.full:
         overrides["lora.method"] = "full"
+    if args.dora:
+        overrides["lora.use_dora"] = True
+    if args.rslora:
+        overrides["lora.use_rslora"] = True
     config = load_config(FinetuneConfig, args.config, overrides)
 
     from pipelines.finetune import run_finetune

@@ -69,13 +69,19 @@ def test_lora_output_loads_in_plain_pipeline_with_label_names(request, model_fix
     assert config["pad_token_id"] is not None
 
 
-def test_merged_model_equals_base_plus_adapter(tiny_bert, sentiment_files, tmp_path):
+@pytest.mark.parametrize("variant", ["lora", "dora", "rslora"])
+def test_merged_model_equals_base_plus_adapter(tiny_bert, sentiment_files, tmp_path, variant):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     train, evaluation = sentiment_files
     out = tmp_path / "out"
-    run_finetune(tiny_config(tiny_bert, train, evaluation, out))
+    config = tiny_config(tiny_bert, train, evaluation, out)
+    config.lora.use_dora = variant == "dora"
+    config.lora.use_rslora = variant == "rslora"
+    run_finetune(config)
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert (adapter_config["use_dora"], adapter_config["use_rslora"]) == (variant == "dora", variant == "rslora")
     texts = ["the film was superb", "boring and sad", "it is not really good but fine"]
     merged = logits_of(out, texts)
 
