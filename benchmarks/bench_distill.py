@@ -31,12 +31,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 STUDENTS = {
     # name: (student settings, loss settings, distill extras, train extras). The layer students learn the
-    # teacher's hidden states too (student layer i -> the teacher layer it was copied from). One exploratory
-    # 3-layer run gave 0.8922 after two epochs against 0.8807 for logits alone; the bench run of this recipe
-    # gave 0.8853 against 0.8865 for logits + one augmented copy: the same within one run's noise, in 30%
-    # less time, so the augmented copy was dropped.
-    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0), {}, {}),
-    "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0), {}, {}),
+    # teacher's hidden states and attention maps too (student layer i -> the teacher layer it was copied from;
+    # attention MSE over real token pairs, weight 10 as the maps' squared errors are ~1e-3). 3-layer runs,
+    # 3 epochs: logits + one augmented copy 0.8865 (bench), logits + hidden 0.8853 (bench; 0.8911 in an
+    # exploratory run), logits + hidden + attention 0.8956 (exploratory, one thread); the augmented copy
+    # costs 30% more time for no gain, so it was dropped.
+    "layers3": (StudentSettings(layers=3), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0,
+                                                        attention_weight=10.0), {}, {}),
+    "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0,
+                                                        attention_weight=10.0), {}, {}),
     "narrow": (
         StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=768),
         LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
