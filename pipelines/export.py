@@ -185,7 +185,8 @@ def _scores(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
     }
 
 
-def _latencies(backend: Backend, texts: list[str]) -> dict:
+def measure_latencies(backend: Backend, texts: list[str]) -> dict:
+    """Median milliseconds per batch of 1 (50 batches) and of 32 (10 batches), tokenization included."""
     return {"latency_b1_ms": latency_ms(backend, texts, 1, batches=50, warmup=5),
             "latency_b32_ms": latency_ms(backend, texts, 32, batches=10, warmup=2)}
 
@@ -245,7 +246,7 @@ def run_export(model_dir: str | Path, output_dir: str | Path, parity: ParitySet,
         metrics["pytorch"] = {**_scores(reference_logits, reference_logits, parity.labels),
                               "size_mb": size_mb(*model_dir.glob("*.safetensors"))}
         if settings.measure_latency:
-            metrics["pytorch"].update(_latencies(reference, texts))
+            metrics["pytorch"].update(measure_latencies(reference, texts))
 
         log.info("exporting %s to ONNX", model_dir)
         export_fp32(model_dir, staging, settings.opset)
@@ -256,14 +257,14 @@ def run_export(model_dir: str | Path, output_dir: str | Path, parity: ParitySet,
                                 "size_mb": size_mb(staging / ONNX_FILES["fp32"])}
         metrics["onnx_fp32"]["passed"] = metrics["onnx_fp32"]["max_abs_logit_diff"] <= settings.max_logit_diff
         if settings.measure_latency:
-            metrics["onnx_fp32"].update(_latencies(fp32, texts))
+            metrics["onnx_fp32"].update(measure_latencies(fp32, texts))
 
         if settings.quantize == "int8":
             metrics["onnx_int8"], predictions["onnx_int8"] = _choose_int8(
                 staging, reference, encoded, reference_logits, parity, settings, threads)
             if settings.measure_latency:
                 int8 = _onnx_backend(reference, staging / ONNX_FILES["int8"], threads)
-                metrics["onnx_int8"].update(_latencies(int8, texts))
+                metrics["onnx_int8"].update(measure_latencies(int8, texts))
 
         failures = gate_failures(metrics, settings)
         metrics["gate"]["passed"] = not failures
