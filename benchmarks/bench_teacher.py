@@ -76,6 +76,10 @@ def recipe_result(name: str, train: bool) -> dict:
     }
 
 
+def best_accuracy(runs: dict[str, dict], method: str) -> float:
+    return max(run["dev_accuracy"] for run in runs.values() if run["method"] == method)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--collect", action="store_true", help="read finished runs instead of training")
@@ -84,8 +88,8 @@ def main() -> None:
     result = {
         "dev_accuracy": runs["teacher"]["dev_accuracy"],
         "wall_seconds": runs["teacher"]["wall_seconds"],
-        "lora_dev_accuracy": max(runs["lora"]["dev_accuracy"], runs["lora_dora"]["dev_accuracy"]),
-        "full_dev_accuracy": max(runs["teacher"]["dev_accuracy"], runs["full_3_epochs"]["dev_accuracy"]),
+        "lora_dev_accuracy": best_accuracy(runs, "lora"),
+        "full_dev_accuracy": best_accuracy(runs, "full"),
         "runs": runs,
         "notes": NOTES,
     }
