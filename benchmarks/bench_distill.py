@@ -41,7 +41,7 @@ STUDENTS = {
     "layers2": (StudentSettings(layers=2), LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0,
                                                         attention_weight=10.0), {}, {}),
     "narrow": (
-        StudentSettings(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=768),
+        StudentSettings(hidden_size=256, num_hidden_layers=2, intermediate_size=768),
         LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
         {"augment_copies": 1},
         {"learning_rate": 5e-4},

@@ -24,9 +24,17 @@ class StudentSettings:
         default=None, metadata={"help": "A fresh, narrow student of the teacher's architecture with this width."}
     )
     num_hidden_layers: int = dataclasses.field(default=4, metadata={"help": "Layers of a fresh student."})
-    num_attention_heads: int = dataclasses.field(default=4, metadata={"help": "Attention heads of a fresh student."})
+    num_attention_heads: int | None = dataclasses.field(
+        default=None, metadata={"help": "Attention heads of a fresh student (default: keep the teacher's head width)."}
+    )
     intermediate_size: int | None = dataclasses.field(
         default=None, metadata={"help": "Feed-forward width of a fresh student (default 4 x hidden_size)."}
+    )
+    init: Literal["prune", "pca"] = dataclasses.field(
+        default="prune",
+        metadata={"help": "How a fresh student starts. prune: from evenly spaced teacher layers, keeping their most "
+                          "active hidden channels, heads and feed-forward neurons (BERT-style teachers); pca: "
+                          "embeddings reduced from the teacher's by PCA, blocks random."},
     )
     max_length: int = dataclasses.field(default=128, metadata={"help": "Tokens kept per example (student)."})
 

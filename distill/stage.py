@@ -13,6 +13,7 @@ import numpy as np
 
 from distill.augment import augment_rows
 from distill.config import DistillConfig
+from distill.pruning import pruned_student, supports_width_pruning
 from distill.student import evenly_spaced, fresh_student, num_layers, student_from_teacher_layers
 from distill.teacher_logits import cached_teacher_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
@@ -37,21 +38,58 @@ class DistillResult:
     wall_seconds: float
 
 
-def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names: list[str]):
-    """(student model, its tokenizer, teacher layer map or None) for the configured kind of student."""
+@dataclass
+class Student:
+    model: object
+    tokenizer: object
+    layer_map: list[int] | None = None  # teacher layers the student's blocks come from
+    kept_channels: object = None  # teacher hidden channels a width-pruned student kept
+
+
+def calibration_batches(rows, tokenizer, max_length: int, has_pair: bool, seed: int, size: int = 512,
+                        batch_size: int = 64) -> list[dict]:
+    """A seeded sample of training rows, tokenized for the teacher, in batches of similar length."""
+    sample = rows.shuffle(seed=seed).select(range(min(size, len(rows))))
+    texts = list(sample[TEXT])
+    pairs = list(sample[TEXT_PAIR]) if has_pair else None
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batches.append(dict(tokenizer([texts[i] for i in chunk], [pairs[i] for i in chunk] if pairs else None,
+                                      padding=True, truncation=True, max_length=max_length, return_tensors="pt")))
+    return batches
+
+
+def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names: list[str], data) -> Student:
+    """The configured kind of student; `data` (prepared train/eval) calibrates width pruning."""
     settings = config.student
     kind = settings.kind()
     if kind == "layers":
         layer_map = settings.layer_map or evenly_spaced(num_layers(teacher.config), settings.layers)
-        return student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map
+        return Student(student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map)
     if kind == "fresh":
-        intermediate = settings.intermediate_size or 4 * settings.hidden_size
-        student = fresh_student(teacher, settings.hidden_size, settings.num_hidden_layers,
-                                settings.num_attention_heads, intermediate)
-        return student, teacher_tokenizer, None
+        width = settings.hidden_size
+        intermediate = settings.intermediate_size or 4 * width
+        heads = settings.num_attention_heads or max(1, width // head_width(teacher.config))
+        if settings.init == "prune" and not supports_width_pruning(teacher):
+            log.warning("width pruning knows BERT-style encoders only: the %s student starts from PCA-reduced "
+                        "embeddings and random blocks (student.init: pca)", teacher.config.model_type)
+        elif settings.init == "prune":
+            layer_map = evenly_spaced(num_layers(teacher.config), settings.num_hidden_layers)
+            batches = calibration_batches(data.train, teacher_tokenizer, settings.max_length, data.has_pair,
+                                          config.train.seed)
+            model, channels = pruned_student(teacher, width, heads, intermediate, layer_map, batches)
+            return Student(model, teacher_tokenizer, layer_map, channels)
+        return Student(fresh_student(teacher, width, settings.num_hidden_layers, heads, intermediate),
+                       teacher_tokenizer)
     source = resolve_model(settings.model)
     tokenizer = load_tokenizer(source)
-    return load_classifier(source, label_names, tokenizer), tokenizer, None
+    return Student(load_classifier(source, label_names, tokenizer), tokenizer)
+
+
+def head_width(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def layer_pairs(student, teacher, layer_map: list[int] | None) -> LayerPairs:
@@ -61,13 +99,23 @@ def layer_pairs(student, teacher, layer_map: list[int] | None) -> LayerPairs:
     return LayerPairs(student=list(range(1, student_layers + 1)), teacher=[t + 1 for t in teacher_targets])
 
 
-def attach_projections(student, teacher, pairs: LayerPairs) -> None:
-    """Learned linear maps from the student's width to the teacher's, where they differ (hidden-state loss)."""
+def attach_projections(student, teacher, pairs: LayerPairs, kept_channels=None) -> None:
+    """Learned linear maps from the student's width to the teacher's, where they differ (hidden-state loss).
+
+    For a width-pruned student they start by putting each kept channel back in its teacher position.
+    """
     import torch
 
     d_s, d_t = student.config.hidden_size, teacher.config.hidden_size
-    if d_s != d_t:
-        student.distill_projections = torch.nn.ModuleList(torch.nn.Linear(d_s, d_t) for _ in pairs.student)
+    if d_s == d_t:
+        return
+    student.distill_projections = torch.nn.ModuleList(torch.nn.Linear(d_s, d_t) for _ in pairs.student)
+    if kept_channels is not None:
+        with torch.no_grad():
+            for projection in student.distill_projections:
+                projection.weight.zero_()
+                projection.bias.zero_()
+                projection.weight[kept_channels, torch.arange(d_s)] = 1.0
 
 
 def _with_augmentation(train, config: DistillConfig, mask_token: str | None):
@@ -102,7 +150,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     from transformers import set_seed
 
     set_seed(config.train.seed)  # fresh students are initialised at random
-    student, tokenizer, layer_map = build_student(config, teacher, teacher_tokenizer, label_names)
+    built = build_student(config, teacher, teacher_tokenizer, label_names, data)
+    student, tokenizer, layer_map = built.model, built.tokenizer, built.layer_map
     same_tokenizer = tokenizer is teacher_tokenizer
     online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
     if online_needed and not same_tokenizer:
@@ -147,7 +196,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
 
     pairs = layer_pairs(student, teacher, layer_map) if online_needed else LayerPairs()
     if config.loss.hidden_weight > 0:
-        attach_projections(student, teacher, pairs)
+        attach_projections(student, teacher, pairs, built.kept_channels)
     if config.loss.attention_weight > 0:
         teacher.config._attn_implementation = student.config._attn_implementation = "eager"
     set_seed(config.train.seed)

@@ -58,12 +58,8 @@ def student_from_teacher_layers(teacher, layer_map: list[int]):
     return student
 
 
-def fresh_student(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):
-    """A new, smaller model of the teacher's architecture (same tokenizer and labels), randomly initialised.
-
-    Its word embeddings start from the teacher's, reduced to hidden_size by PCA, so tokens keep their
-    learned neighbourhoods; everything else is trained by distillation.
-    """
+def narrow_config(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):
+    """The teacher's config, made narrower and shallower."""
     if hidden_size % num_heads:
         raise UserError(f"student hidden size {hidden_size} is not divisible by its {num_heads} attention heads")
     config = copy.deepcopy(teacher.config)
@@ -77,7 +73,16 @@ def fresh_student(teacher, hidden_size: int, num_hidden_layers: int, num_heads: 
     config.intermediate_size = intermediate_size
     if getattr(config, "layer_types", None):
         config.layer_types = config.layer_types[:num_hidden_layers]
-    student = type(teacher)(config)
+    return config
+
+
+def fresh_student(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):
+    """A new, smaller model of the teacher's architecture (same tokenizer and labels), randomly initialised.
+
+    Its word embeddings start from the teacher's, reduced to hidden_size by PCA, so tokens keep their
+    learned neighbourhoods; everything else is trained by distillation.
+    """
+    student = type(teacher)(narrow_config(teacher, hidden_size, num_hidden_layers, num_heads, intermediate_size))
     init_embeddings_by_pca(teacher, student, hidden_size)
     return student
 

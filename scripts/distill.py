@@ -27,6 +27,7 @@ OVERRIDES = {
     "student": "student.model",
     "student_hidden_size": "student.hidden_size",
     "student_num_layers": "student.num_hidden_layers",
+    "student_init": "student.init",
     "temperature": "loss.temperature",
     "soft_weight": "loss.soft_weight",
     "hidden_weight": "loss.hidden_weight",

@@ -169,14 +169,17 @@ def test_cross_tokenizer_gpt_teacher_to_bert_student(tiny_llama, tiny_bert, tmp_
     assert student_config["model_type"] == "bert" and student_config["id2label"] == {"0": "neg", "1": "pos"}
 
 
-def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_path, caplog):
+@pytest.mark.parametrize("init", ["prune", "pca"])
+def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_path, caplog, init):
     teacher, train, evaluation = teacher_and_data
     config = distill_config(teacher, train, evaluation, tmp_path / "narrow",
-                            StudentSettings(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                            max_length=32),
+                            StudentSettings(hidden_size=16, num_hidden_layers=1, init=init, max_length=32),
                             loss=LossSettings(hidden_weight=1.0), augment_copies=1)
     metrics = run_distill(config).metrics
     assert metrics["student"]["hidden_size"] == 16
+    # the teacher's head width (16) is kept: one head; a pruned student says which teacher layer it came from
+    assert json.loads((tmp_path / "narrow" / "config.json").read_text())["num_attention_heads"] == 1
+    assert metrics["student"]["layer_map"] == ([1] if init == "prune" else None)
     assert metrics["train"]["augmented_examples"] == 256
     log = json.loads((tmp_path / "narrow" / "training_log.json").read_text())
     assert any("loss_hidden" in entry for entry in log) and any("loss_soft" in entry for entry in log)
