@@ -30,6 +30,7 @@ RECIPES = {
     "full_3_epochs": ("sst2_minilm_3ep.yaml", None),
     "teacher_rerun": ("sst2_minilm.yaml", "runs/sst2_minilm_rerun"),
     "lora_dora": ("sst2_minilm_lora_dora.yaml", None),
+    "lora_plus": ("sst2_minilm_loraplus.yaml", None),
 }
 # The LoRA run crashed while publishing, after training (train_runtime 3,054 s in runs/sst2_minilm_lora.log);
 # --resume finished it from its checkpoints, so its manifest times only the resume.
@@ -70,6 +71,8 @@ def recipe_result(name: str, train: bool) -> dict:
         "best_checkpoint_step": int(str(metrics["train"]["best_checkpoint"]).rsplit("-", 1)[-1])
         if metrics["train"]["best_checkpoint"] else None,
         "trained_parameters": metrics["parameters"]["trained"],
+        "dev_accuracy_by_step": {entry["step"]: round(entry["eval_accuracy"], 4) for entry in json.loads(
+            (output_dir / "training_log.json").read_text()) if "eval_accuracy" in entry},
         "output_dir": str(output_dir.relative_to(ROOT)),
         "git_commit": manifest.get("git_commit"),
         "packages": manifest["packages"],

@@ -82,10 +82,17 @@ class LoraSettings:
     use_rslora: bool = dataclasses.field(
         default=False, metadata={"help": "rsLoRA: scale adapters by alpha / sqrt(r) instead of alpha / r."}
     )
+    loraplus_lr_ratio: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "LoRA+: the adapters' B matrices (and biases) learn this many times faster than A "
+                          "(e.g. 16); off when unset."},
+    )
 
     def __post_init__(self) -> None:
         _require_positive("lora.r", self.r)
         _require_positive("lora.alpha", self.alpha)
+        if self.loraplus_lr_ratio is not None and self.loraplus_lr_ratio < 1:
+            raise UserError(f"lora.loraplus_lr_ratio must be >= 1, got {self.loraplus_lr_ratio}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"lora.dropout must be in [0, 1), got {self.dropout}")
 

@@ -57,6 +57,18 @@ def add_lora(model, config: FinetuneConfig):
         raise UserError(f"LoRA could not be applied: {str(err).splitlines()[0]}; check lora.target_modules") from err
 
 
+def loraplus_optimizer(model, config: FinetuneConfig):
+    """AdamW with LoRA+ learning rates (B matrices and biases at lr x ratio), or None for Trainer's default."""
+    if config.lora.method != "lora" or config.lora.loraplus_lr_ratio is None:
+        return None
+    import torch
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(model, torch.optim.AdamW, lr=config.train.learning_rate,
+                                     loraplus_lr_ratio=config.lora.loraplus_lr_ratio,
+                                     loraplus_weight_decay=config.train.weight_decay)
+
+
 def training_arguments(train: TrainSettings, checkpoint_dir: Path):
     """transformers TrainingArguments from our settings (transformers 5 names)."""
     import torch
@@ -157,6 +169,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         data_collator=PaddingCollator(tokenizer),
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
+        optimizers=(loraplus_optimizer(model, config), None),
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:

@@ -82,6 +82,16 @@ of {metrics["parameters"]["total"]:,}.
 """
 
 
+def _student_origin(student: dict) -> str:
+    if student["kind"] == "layers":
+        return f"teacher layers {student['layer_map']} kept"
+    if student["kind"] == "fresh" and student["layer_map"]:
+        return f"{student['hidden_size']} wide, pruned from teacher layers {student['layer_map']}"
+    if student["kind"] == "fresh":
+        return f"{student['hidden_size']} wide, PCA-reduced teacher embeddings, random blocks"
+    return "a smaller pretrained model with its own tokenizer"
+
+
 def distill_card(config, metrics: dict, distill_metrics: dict) -> str:
     """Model card of a distilled student: teacher vs student table, then the student's own metrics."""
     teacher, student = distill_metrics["teacher"], distill_metrics["student"]
@@ -98,8 +108,8 @@ pipeline_tag: text-classification
 
 # Student distilled from `{teacher["path"]}`
 
-Labels: {", ".join(f"`{n}`" for n in metrics["data"]["label_names"])}. Student: {student["kind"]}\
-{f" (teacher layers {student['layer_map']})" if student["layer_map"] else ""}. Loads with plain transformers:
+Labels: {", ".join(f"`{n}`" for n in metrics["data"]["label_names"])}. Student: {_student_origin(student)}. \
+Loads with plain transformers:
 `pipeline("text-classification", model="PATH/TO/THIS/FOLDER")`.
 
 {chr(10).join(table)}
@@ -117,8 +127,9 @@ Retention (student / teacher accuracy): **{distill_metrics["retention"]:.4f}**; 
 ## Settings
 
 Soft KL at T={config.loss.temperature} (x T²) weighted {config.loss.soft_weight}, gold-label cross-entropy
-weighted {1 - config.loss.soft_weight:.2f}; hidden-state MSE weight {config.loss.hidden_weight}; teacher logits
-{config.distill.teacher_mode}; {config.distill.augment_copies} augmented copies per training text.
+weighted {1 - config.loss.soft_weight:.2f}; hidden-state MSE weight {config.loss.hidden_weight}, attention-map MSE
+weight {config.loss.attention_weight}; teacher {distill_metrics["teacher_logits"]["mode"]}; \
+{config.distill.augment_copies} augmented copies per training text.
 
 ```yaml
 {dump_yaml(config).strip()}

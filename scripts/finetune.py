@@ -34,6 +34,7 @@ OVERRIDES = {
     "lora_alpha": "lora.alpha",
     "lora_dropout": "lora.dropout",
     "lora_targets": "lora.target_modules",
+    "loraplus_lr_ratio": "lora.loraplus_lr_ratio",
     "epochs": "train.epochs",
     "max_steps": "train.max_steps",
     "batch_size": "train.batch_size",

@@ -141,6 +141,7 @@ def test_layer_student_end_to_end_and_cached_logits_reused(teacher_and_data, tmp
     for key in ("retention", "agreement", "speedup_b1", "speedup_b32"):
         assert saved[key] > 0
     assert saved["student"]["layers"] == 1 and saved["teacher"]["layers"] == 2
+    assert "Student: teacher layers [1] kept" in (out / "README.md").read_text()
     assert saved["student"]["parameters"] < saved["teacher"]["parameters"]
     assert first["student"]["dev_accuracy"] >= 0.8  # the teacher keys on one word; so does the student
     assert pipeline("text-classification", model=str(out))("a superb film")[0]["label"] in {"neg", "pos"}
@@ -180,6 +181,8 @@ def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_
     # the teacher's head width (16) is kept: one head; a pruned student says which teacher layer it came from
     assert json.loads((tmp_path / "narrow" / "config.json").read_text())["num_attention_heads"] == 1
     assert metrics["student"]["layer_map"] == ([1] if init == "prune" else None)
+    card = (tmp_path / "narrow" / "README.md").read_text()
+    assert ("16 wide, pruned from teacher layers [1]" if init == "prune" else "PCA-reduced") in card
     assert metrics["train"]["augmented_examples"] == 256
     log = json.loads((tmp_path / "narrow" / "training_log.json").read_text())
     assert any("loss_hidden" in entry for entry in log) and any("loss_soft" in entry for entry in log)

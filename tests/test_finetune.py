@@ -95,6 +95,34 @@ def test_merged_model_equals_base_plus_adapter(tiny_bert, sentiment_files, tmp_p
     np.testing.assert_allclose(merged, unmerged, atol=1e-5)
 
 
+def test_loraplus_trains_b_matrices_faster(tiny_bert, sentiment_files, tmp_path):
+    from transformers import TrainerCallback
+
+    class Rates(TrainerCallback):
+        seen: list[tuple[float, float]] = []
+
+        def on_step_end(self, args, state, control, optimizer=None, model=None, **kwargs):
+            names = {id(p): n for n, p in model.named_parameters()}
+            by_kind = {}
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    kind = "B" if "lora_B" in names[id(param)] else "A" if "lora_A" in names[id(param)] else None
+                    if kind:
+                        by_kind.setdefault(kind, set()).add(group["lr"])
+            assert len(by_kind["A"]) == len(by_kind["B"]) == 1
+            self.seen.append((by_kind["A"].pop(), by_kind["B"].pop()))
+
+    train, evaluation = sentiment_files
+    config = tiny_config(tiny_bert, train, evaluation, tmp_path / "out", max_steps=3, eval_strategy="no")
+    config.lora.loraplus_lr_ratio = 16.0
+    run_finetune(config, callbacks=[Rates()])
+    assert len(Rates.seen) == 3 and Rates.seen[0][0] > 0
+    for a, b in Rates.seen:  # the scheduler scales both groups alike
+        assert b == pytest.approx(16 * a)
+    with pytest.raises(UserError, match="loraplus_lr_ratio must be >= 1"):
+        LoraSettings(loraplus_lr_ratio=0.5)
+
+
 @pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
 def test_gpt_style_padding_does_not_change_logits(request, model_fixture, sentiment_files, tmp_path):
     """A decoder classifier reads the last real token: padded batches must equal one-by-one logits."""
