@@ -31,6 +31,7 @@ RECIPES = {
     "teacher_rerun": ("sst2_minilm.yaml", "runs/sst2_minilm_rerun"),
     "lora_dora": ("sst2_minilm_lora_dora.yaml", None),
     "lora_plus": ("sst2_minilm_loraplus.yaml", None),
+    "lora_plus_lr5e4": ("sst2_minilm_loraplus_lr5e4.yaml", None),
 }
 # The LoRA run crashed while publishing, after training (train_runtime 3,054 s in runs/sst2_minilm_lora.log);
 # --resume finished it from its checkpoints, so its manifest times only the resume.
