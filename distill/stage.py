@@ -153,6 +153,11 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     built = build_student(config, teacher, teacher_tokenizer, label_names, data)
     student, tokenizer, layer_map = built.model, built.tokenizer, built.layer_map
     same_tokenizer = tokenizer is teacher_tokenizer
+    if config.loss.attention_weight > 0 and (
+            student.config.num_attention_heads != teacher.config.num_attention_heads):
+        raise UserError(f"loss.attention_weight needs a student with the teacher's "
+                        f"{teacher.config.num_attention_heads} attention heads (this one has "
+                        f"{student.config.num_attention_heads}); set loss.attention_weight to 0")
     online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
     if online_needed and not same_tokenizer:
         raise UserError("hidden-state and attention losses need a student with the teacher's tokenizer "

@@ -206,4 +206,8 @@ def test_refusals(teacher_and_data, tmp_path, tiny_bert):
                                    loss=LossSettings(hidden_weight=1.0)))
     with pytest.raises(UserError, match="does not exist"):
         run_distill(distill_config(tmp_path / "nope", train, evaluation, tmp_path / "d", StudentSettings(layers=1)))
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    with pytest.raises(UserError, match="teacher's 2 attention heads \\(this one has 1\\)"):
+        run_distill(distill_config(teacher, train, evaluation, tmp_path / "e",
+                                   StudentSettings(hidden_size=16, num_hidden_layers=1),
+                                   loss=LossSettings(attention_weight=1.0)))
+    assert not any((tmp_path / name).exists() for name in "abcde")
