@@ -45,7 +45,9 @@ NOTES = (
     "and the LoRA run were trained at the same time, one torch thread each, so their wall times are about "
     "twice a solo run. The LoRA run's times add TRAIN_SECONDS_BEFORE_RESUME (see bench_teacher.py). "
     "The DoRA run (commit 8cad7cd) shared the cores with the test suite and the smoke pipeline for its "
-    "first 30 minutes, so its wall time is too long. Checkpoints are selected on SST-2 dev, the set reported."
+    "first 30 minutes, so its wall time is too long. The two LoRA+ runs (commit 2e8cb43) trained side by "
+    "side, one torch thread each, the first 20 minutes beside the test suite and the smoke pipeline. "
+    "Checkpoints are selected on SST-2 dev, the set reported."
 )
 
 
@@ -100,9 +102,9 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "teacher_sst2_minilm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'recipe':<14} {'config':<32} {'dev acc':>8} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
+    print(f"{'recipe':<16} {'config':<40} {'dev acc':>8} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
     for name, run in runs.items():
-        print(f"{name:<14} {run['config']:<32} {run['dev_accuracy']:>8.4f} {run['dev_macro_f1']:>9.4f} "
+        print(f"{name:<16} {run['config']:<40} {run['dev_accuracy']:>8.4f} {run['dev_macro_f1']:>9.4f} "
               f"{run['wall_seconds']:>8.0f} {run['steps']:>6}")
     print(f"wrote {out}")
 
