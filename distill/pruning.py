@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from distill.student import head_width, narrow_config
 from pipelines.errors import UserError
 
 _BLOCK = re.compile(r"^(?P<prefix>(?:.*\.)?encoder\.layer)\.(?P<index>\d+)\.(?P<rest>.*)$")
@@ -58,10 +59,9 @@ def measure_importance(teacher, batches, layer_map: list[int]) -> Importance:
     batches: tokenized teacher inputs (dicts of tensors with an attention_mask).
     """
     config = teacher.config
-    head_dim = config.hidden_size // config.num_attention_heads
+    head_dim = head_width(config)
     modules = dict(teacher.named_modules())
-    blocks = {int(m["index"]): m["prefix"] for name in modules if (m := _BLOCK.match(name + ".x"))}
-    prefix = next(iter(blocks.values()))
+    prefix = next(m["prefix"] for name in modules if (m := _BLOCK.match(name + ".x")))
     channels = torch.zeros(config.hidden_size)
     heads = {i: torch.zeros(config.num_attention_heads) for i in layer_map}
     neurons = {i: torch.zeros(config.intermediate_size) for i in layer_map}
@@ -115,7 +115,7 @@ def prune_into(teacher, student, layer_map: list[int], importance: Importance) -
     """Fill `student` (a narrower config of the teacher's architecture) with the teacher's most important
     weights: block j of the student is teacher block layer_map[j]. Returns the kept hidden channels."""
     t, s = teacher.config, student.config
-    head_dim = t.hidden_size // t.num_attention_heads
+    head_dim = head_width(t)
     if s.hidden_size // s.num_attention_heads != head_dim or s.hidden_size % s.num_attention_heads:
         raise UserError(f"a pruned student keeps the teacher's head width {head_dim}: set "
                         f"student.num_attention_heads to {s.hidden_size // head_dim} (hidden size {s.hidden_size})")
@@ -125,10 +125,15 @@ def prune_into(teacher, student, layer_map: list[int], importance: Importance) -
     if len(layer_map) != s.num_hidden_layers:
         raise UserError(f"layer map {layer_map} does not match the student's {s.num_hidden_layers} layers")
     channels = top(importance.channels, s.hidden_size)
-    picks = {"c": channels}
     new_index = {old: new for new, old in enumerate(layer_map)}
+    block_picks = {}  # teacher layer -> its kept attention rows (whole heads) and feed-forward neurons
+    for old in layer_map:
+        kept_heads = top(importance.heads[old], s.num_attention_heads)
+        block_picks[old] = {"c": channels, "a": (kept_heads[:, None] * head_dim + torch.arange(head_dim)).flatten(),
+                            "n": top(importance.neurons[old], s.intermediate_size)}
     state = {}
     for key, value in teacher.state_dict().items():
+        picks = {"c": channels}
         block = _BLOCK.match(key)
         if block is not None:
             old = int(block["index"])
@@ -137,9 +142,7 @@ def prune_into(teacher, student, layer_map: list[int], importance: Importance) -
             rule = _BLOCK_RULES.get(block["rest"])
             if rule is None:
                 raise UserError(f"width pruning does not know the teacher weight {key}")
-            kept_heads = top(importance.heads[old], s.num_attention_heads)
-            rows = (kept_heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
-            picks.update(a=rows, n=top(importance.neurons[old], s.intermediate_size))
+            picks = block_picks[old]
             key = f"{block['prefix']}.{new_index[old]}.{block['rest']}"
         else:
             rule = next((r for suffix, r in _OUTER_RULES.items() if key.endswith(suffix)), None)
@@ -161,8 +164,6 @@ def prune_into(teacher, student, layer_map: list[int], importance: Importance) -
 def pruned_student(teacher, hidden_size: int, num_heads: int, intermediate_size: int, layer_map: list[int],
                    calibration_batches) -> tuple[object, torch.Tensor]:
     """(a narrow student whose blocks are teacher blocks layer_map cut to its width, the kept hidden channels)."""
-    from distill.student import narrow_config
-
     config = narrow_config(teacher, hidden_size, len(layer_map), num_heads, intermediate_size)
     student = type(teacher)(config)
     importance = measure_importance(teacher, calibration_batches, layer_map)

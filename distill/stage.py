@@ -14,7 +14,7 @@ import numpy as np
 from distill.augment import augment_rows
 from distill.config import DistillConfig
 from distill.pruning import pruned_student, supports_width_pruning
-from distill.student import evenly_spaced, fresh_student, num_layers, student_from_teacher_layers
+from distill.student import evenly_spaced, fresh_student, head_width, num_layers, student_from_teacher_layers
 from distill.teacher_logits import cached_teacher_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
 from pipelines import artifacts
@@ -86,10 +86,6 @@ def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names
     source = resolve_model(settings.model)
     tokenizer = load_tokenizer(source)
     return Student(load_classifier(source, label_names, tokenizer), tokenizer)
-
-
-def head_width(config) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def layer_pairs(student, teacher, layer_map: list[int] | None) -> LayerPairs:

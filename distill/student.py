@@ -58,6 +58,11 @@ def student_from_teacher_layers(teacher, layer_map: list[int]):
     return student
 
 
+def head_width(config) -> int:
+    """Width of one attention head."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def narrow_config(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):
     """The teacher's config, made narrower and shallower."""
     if hidden_size % num_heads:
