@@ -76,6 +76,11 @@ class LoraSettings:
     target_modules: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "Module names to adapt; default: every linear layer of the architecture."}
     )
+    modules_to_save: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Modules trained in full and saved beside the adapters, besides the classification "
+                          "head, which always is (e.g. [pooler] for a BERT pooler)."},
+    )
     use_dora: bool = dataclasses.field(
         default=False, metadata={"help": "DoRA: learn each weight's magnitude apart from its low-rank direction."}
     )

@@ -36,10 +36,16 @@ def set_threads(num_threads: int | None) -> None:
 
 
 def add_lora(model, config: FinetuneConfig):
-    """Wrap model with LoRA adapters; the classification head is trained in full and saved with them."""
+    """Wrap model with LoRA adapters; the classification head (and lora.modules_to_save) is trained in full and
+    saved with them."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     settings = config.lora
+    heads = head_modules(model)
+    module_names = [name for name, _ in model.named_modules()]
+    for wanted in settings.modules_to_save or []:
+        if not any(name == wanted or name.endswith("." + wanted) for name in module_names):
+            raise UserError(f"lora.modules_to_save names '{wanted}', which this model does not have")
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=settings.r,
@@ -48,7 +54,7 @@ def add_lora(model, config: FinetuneConfig):
         use_dora=settings.use_dora,
         use_rslora=settings.use_rslora,
         target_modules=settings.target_modules or lora_targets(model),
-        modules_to_save=head_modules(model),
+        modules_to_save=heads + [name for name in settings.modules_to_save or [] if name not in heads],
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
     try:

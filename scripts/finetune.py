@@ -34,6 +34,7 @@ OVERRIDES = {
     "lora_alpha": "lora.alpha",
     "lora_dropout": "lora.dropout",
     "lora_targets": "lora.target_modules",
+    "lora_modules_to_save": "lora.modules_to_save",
     "loraplus_lr_ratio": "lora.loraplus_lr_ratio",
     "epochs": "train.epochs",
     "max_steps": "train.max_steps",
