@@ -4,7 +4,8 @@
     python benchmarks/bench_teacher.py --collect  # reads finished runs from their output folders
 
 The teacher recipe is configs/sst2_minilm.yaml (full fine-tuning, 2 epochs, the best full run tried);
-configs/sst2_minilm_3ep.yaml is the 3-epoch full run, configs/sst2_minilm_lora.yaml the best LoRA run;
+configs/sst2_minilm_3ep.yaml is the 3-epoch full run, configs/sst2_minilm_lora.yaml the LoRA run with the head
+alone in full, configs/sst2_minilm_lora_pooler.yaml the same with the pooler in full too (the best LoRA run);
 teacher_rerun is the teacher recipe trained again by the current code (runs/sst2_minilm_rerun);
 configs/sst2_minilm_lora_dora.yaml is that LoRA recipe with DoRA adapters, evaluated every 500 steps.
 Dev accuracy is on the 872 SST-2 dev sentences (the best checkpoint by dev accuracy is kept).
@@ -32,6 +33,7 @@ RECIPES = {
     "lora_dora": ("sst2_minilm_lora_dora.yaml", None),
     "lora_plus": ("sst2_minilm_loraplus.yaml", None),
     "lora_plus_lr5e4": ("sst2_minilm_loraplus_lr5e4.yaml", None),
+    "lora_pooler": ("sst2_minilm_lora_pooler.yaml", None),
 }
 # The LoRA run crashed while publishing, after training (train_runtime 3,054 s in runs/sst2_minilm_lora.log);
 # --resume finished it from its checkpoints, so its manifest times only the resume.
@@ -47,6 +49,7 @@ NOTES = (
     "The DoRA run (commit 8cad7cd) shared the cores with the test suite and the smoke pipeline for its "
     "first 30 minutes, so its wall time is too long. The two LoRA+ runs (commit 2e8cb43) trained side by "
     "side, one torch thread each, the first 20 minutes beside the test suite and the smoke pipeline. "
+    "The lora_pooler run (commit f723c24) ran alone on the 2 cores but for a minute of unit tests. "
     "Checkpoints are selected on SST-2 dev, the set reported."
 )
 

@@ -79,7 +79,8 @@ class LoraSettings:
     modules_to_save: list[str] | None = dataclasses.field(
         default=None,
         metadata={"help": "Modules trained in full and saved beside the adapters, besides the classification "
-                          "head, which always is (e.g. [pooler] for a BERT pooler)."},
+                          "head, which always is; default: the pooler of a BERT-style model ([] for the head "
+                          "alone)."},
     )
     use_dora: bool = dataclasses.field(
         default=False, metadata={"help": "DoRA: learn each weight's magnitude apart from its low-rank direction."}

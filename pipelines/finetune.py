@@ -16,7 +16,14 @@ from pipelines.errors import UserError
 from pipelines.evaluation import PaddingCollator, predict_logits
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import finetune_card
-from pipelines.models import head_modules, load_classifier, load_tokenizer, lora_targets, resolve_model
+from pipelines.models import (
+    head_modules,
+    load_classifier,
+    load_tokenizer,
+    lora_targets,
+    pooler_modules,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = artifacts.CHECKPOINTS
@@ -36,8 +43,8 @@ def set_threads(num_threads: int | None) -> None:
 
 
 def add_lora(model, config: FinetuneConfig):
-    """Wrap model with LoRA adapters; the classification head (and lora.modules_to_save) is trained in full and
-    saved with them."""
+    """Wrap model with LoRA adapters; the classification head and lora.modules_to_save (by default a BERT-style
+    pooler, which a sentence-embedding checkpoint may never have trained) learn in full and are saved with them."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     settings = config.lora
@@ -46,6 +53,7 @@ def add_lora(model, config: FinetuneConfig):
     for wanted in settings.modules_to_save or []:
         if not any(name == wanted or name.endswith("." + wanted) for name in module_names):
             raise UserError(f"lora.modules_to_save names '{wanted}', which this model does not have")
+    extra = pooler_modules(model) if settings.modules_to_save is None else settings.modules_to_save
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=settings.r,
@@ -54,7 +62,7 @@ def add_lora(model, config: FinetuneConfig):
         use_dora=settings.use_dora,
         use_rslora=settings.use_rslora,
         target_modules=settings.target_modules or lora_targets(model),
-        modules_to_save=heads + [name for name in settings.modules_to_save or [] if name not in heads],
+        modules_to_save=heads + [name for name in extra if name not in heads],
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
     try:

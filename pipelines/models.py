@@ -271,6 +271,12 @@ def head_modules(model) -> list[str]:
     return heads
 
 
+def pooler_modules(model) -> list[str]:
+    """["pooler"] when the model has a pooler between its encoder and its classifier (BERT-style), else []."""
+    names = [name for name, _ in model.named_modules()]
+    return ["pooler"] if any(name == "pooler" or name.endswith(".pooler") for name in names) else []
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
