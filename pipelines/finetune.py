@@ -17,6 +17,7 @@ from pipelines.evaluation import PaddingCollator, predict_logits
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import finetune_card
 from pipelines.models import (
+    has_module,
     head_modules,
     load_classifier,
     load_tokenizer,
@@ -49,9 +50,8 @@ def add_lora(model, config: FinetuneConfig):
 
     settings = config.lora
     heads = head_modules(model)
-    module_names = [name for name, _ in model.named_modules()]
     for wanted in settings.modules_to_save or []:
-        if not any(name == wanted or name.endswith("." + wanted) for name in module_names):
+        if not has_module(model, wanted):
             raise UserError(f"lora.modules_to_save names '{wanted}', which this model does not have")
     extra = pooler_modules(model) if settings.modules_to_save is None else settings.modules_to_save
     lora_config = LoraConfig(

@@ -271,10 +271,14 @@ def head_modules(model) -> list[str]:
     return heads
 
 
+def has_module(model, name: str) -> bool:
+    """Whether model has a submodule called name at any depth (as peft matches modules_to_save)."""
+    return any(full == name or full.endswith("." + name) for full, _ in model.named_modules())
+
+
 def pooler_modules(model) -> list[str]:
     """["pooler"] when the model has a pooler between its encoder and its classifier (BERT-style), else []."""
-    names = [name for name, _ in model.named_modules()]
-    return ["pooler"] if any(name == "pooler" or name.endswith(".pooler") for name in names) else []
+    return ["pooler"] if has_module(model, "pooler") else []
 
 
 def _first_line(err: BaseException) -> str:
