@@ -80,8 +80,6 @@ def kept_rows(measured: list[dict], teacher_row: dict) -> list[dict]:
     previous = json.loads((RESULTS / "distill.json").read_text()) if (RESULTS / "distill.json").is_file() else {}
     same_teacher = previous.get("teacher", {}).get("dev_accuracy") == teacher_row["dev_accuracy"]
     rows = {row["name"]: row for row in previous.get("students", []) if same_teacher}
-    for row in rows.values():  # rows from before the field: their speed-up is over the teacher timed in their run
-        row.setdefault("teacher_latency_b32_ms", row["latency_b32_ms"] * row["speedup_b32"])
     rows.update({row["name"]: row for row in measured})
     return [rows[name] for name in STUDENTS if name in rows]
 
