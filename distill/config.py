@@ -12,7 +12,9 @@ from pipelines.errors import UserError
 @dataclasses.dataclass
 class StudentSettings:
     layers: int | None = dataclasses.field(
-        default=None, metadata={"help": "Keep this many of the teacher's layers (evenly spaced)."}
+        default=None,
+        metadata={"help": "Keep this many of the teacher's layers: the last of each of this many equal groups "
+                          "(6 -> 3: [1, 3, 5])."},
     )
     layer_map: list[int] | None = dataclasses.field(
         default=None, metadata={"help": "Exactly which teacher layers to keep, e.g. [0, 2, 5] (overrides layers)."}

@@ -14,7 +14,14 @@ import numpy as np
 from distill.augment import augment_rows
 from distill.config import DistillConfig
 from distill.pruning import pruned_student, supports_width_pruning
-from distill.student import evenly_spaced, fresh_student, head_width, num_layers, student_from_teacher_layers
+from distill.student import (
+    evenly_spaced,
+    fresh_student,
+    group_tops,
+    head_width,
+    num_layers,
+    student_from_teacher_layers,
+)
 from distill.teacher_logits import cached_teacher_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
 from pipelines import artifacts
@@ -66,7 +73,7 @@ def build_student(config: DistillConfig, teacher, teacher_tokenizer, label_names
     settings = config.student
     kind = settings.kind()
     if kind == "layers":
-        layer_map = settings.layer_map or evenly_spaced(num_layers(teacher.config), settings.layers)
+        layer_map = settings.layer_map or group_tops(num_layers(teacher.config), settings.layers)
         return Student(student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map)
     if kind == "fresh":
         width = settings.hidden_size

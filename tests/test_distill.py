@@ -14,7 +14,7 @@ from test_finetune import tiny_config
 from distill.config import DistillConfig, DistillSettings, LossSettings, StudentSettings
 from distill.losses import attention_mse, hard_ce, hidden_mse, kd_loss, soft_kl
 from distill.stage import run_distill
-from distill.student import evenly_spaced, fresh_student, student_from_teacher_layers
+from distill.student import evenly_spaced, fresh_student, group_tops, student_from_teacher_layers
 from pipelines.config import DataSettings, TrainSettings
 from pipelines.errors import UserError
 from pipelines.finetune import run_finetune
@@ -68,6 +68,17 @@ def test_evenly_spaced_layer_maps():
     assert evenly_spaced(6, 1) == [5]
     with pytest.raises(UserError, match="1 to 6 layers"):
         evenly_spaced(6, 7)
+
+
+def test_group_tops_layer_maps():
+    assert group_tops(6, 3) == [1, 3, 5]
+    assert group_tops(6, 2) == [2, 5]
+    assert group_tops(12, 4) == [2, 5, 8, 11]
+    assert group_tops(6, 4) == [0, 2, 3, 5]
+    assert group_tops(6, 6) == list(range(6))
+    assert group_tops(6, 1) == [5]
+    with pytest.raises(UserError, match="1 to 6 layers"):
+        group_tops(6, 0)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
