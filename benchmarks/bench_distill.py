@@ -48,8 +48,7 @@ STUDENTS = {
     # best epoch = last): 0.8945, so the 3-layer row stays at [0, 2, 5]. The 2-layer student, [0, 5]: 0.8612 at
     # 3 epochs and at 5 (bench); 1 epoch: [0, 5] 0.8417, [1, 5] 0.8601, [2, 5] 0.8635; [2, 5] for 5 epochs
     # (bench): 0.8704 / 0.8739 / 0.8658 / 0.8693 / 0.8704, best 0.8739; 2 epochs at lr 2e-4: 0.8670 / 0.8670.
-    # Each block standing for a group of
-    # teacher layers (distill.student.group_tops) helps the smallest student most.
+    # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
     "layers2": (StudentSettings(layer_map=[2, 5]),
