@@ -11,8 +11,10 @@ repeated for each seed (150 steps leave a dev accuracy that moves by a point or 
 - tuned: a plain Trainer with dynamic padding (DataCollatorWithPadding) and length-grouped batches
   (transformers' sampler: each mega-batch of 50 batches sorted from longest to shortest);
 - ours: `pipelines.finetune.run_finetune`, the stage itself (the same length groups, batches in shuffled
-  order: pipelines/sampling.py); and ours_bf16, the same with `train.bf16`
-  (bfloat16 autocast, native on CPUs with AVX512-BF16 or AMX).
+  order: pipelines/sampling.py; dropout masks drawn by numpy's SFC64: pipelines/dropout.py);
+  ours_torch_dropout, the same with torch's own dropout (`train.fast_dropout: false`), to show what the
+  masks alone give; and ours_bf16, ours with `train.bf16` (bfloat16 autocast, native on CPUs with
+  AVX512-BF16 or AMX).
 
 Throughput is training samples per second from each Trainer's own `train_runtime` (evaluation and
 tokenization excluded); accuracy is on the 872 SST-2 dev sentences, computed in row order.
@@ -114,13 +116,14 @@ def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
             "train_seconds": output.metrics["train_runtime"], "dev_accuracy": accuracy}
 
 
-def ours_run(config: FinetuneConfig, bf16: bool = False) -> dict:
+def ours_run(config: FinetuneConfig, bf16: bool = False, fast_dropout: bool = True) -> dict:
     import dataclasses
 
     from pipelines.finetune import run_finetune
 
-    config = dataclasses.replace(config, output_dir=str(WORK / ("ours_bf16" if bf16 else "ours")),
-                                 train=dataclasses.replace(config.train, bf16=bf16))
+    name = "ours" + ("_bf16" if bf16 else "") + ("" if fast_dropout else "_torch_dropout")
+    config = dataclasses.replace(config, output_dir=str(WORK / name),
+                                 train=dataclasses.replace(config.train, bf16=bf16, fast_dropout=fast_dropout))
     metrics = run_finetune(config, overwrite=True).metrics
     return {"samples_per_second": metrics["train"]["train_samples_per_second"],
             "train_seconds": metrics["train"]["train_runtime"], "dev_accuracy": metrics["eval"]["accuracy"]}
@@ -154,6 +157,9 @@ def main() -> None:
         "accuracy_tuned": tuned["dev_accuracy"],
         "throughput_ratio_tuned_bf16": rows["ours_bf16"]["samples_per_second"] / tuned["samples_per_second"],
         "accuracy_ours_bf16": rows["ours_bf16"]["dev_accuracy"],
+        "throughput_ratio_tuned_torch_dropout": (rows["ours_torch_dropout"]["samples_per_second"]
+                                                 / tuned["samples_per_second"]),
+        "accuracy_ours_torch_dropout": rows["ours_torch_dropout"]["dev_accuracy"],
         "runs": rows,
         "per_seed": per_seed,
         "setup": {
@@ -194,6 +200,7 @@ VARIANTS = {
     "baseline": lambda config: plain_trainer_run(config, tuned=False),
     "tuned": lambda config: plain_trainer_run(config, tuned=True),
     "ours": ours_run,
+    "ours_torch_dropout": lambda config: ours_run(config, fast_dropout=False),
     "ours_bf16": lambda config: ours_run(config, bf16=True),
 }
 

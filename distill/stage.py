@@ -28,6 +28,7 @@ from pipelines import artifacts
 from pipelines.backends import latency_ms, torch_backend
 from pipelines.config import dump_yaml, to_dict
 from pipelines.data import LABEL, TEXT, TEXT_PAIR, prepare_data, tokenize
+from pipelines.dropout import use_fast_dropout
 from pipelines.errors import UserError
 from pipelines.evaluation import predict_logits
 from pipelines.finetune import CHECKPOINTS, last_checkpoint, set_threads, training_arguments
@@ -207,6 +208,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         attach_projections(student, teacher, pairs, built.kept_channels)
     if config.loss.attention_weight > 0:
         teacher.config._attn_implementation = student.config._attn_implementation = "eager"
+    if config.train.fast_dropout:
+        use_fast_dropout(student)
     set_seed(config.train.seed)
     trainer = DistillTrainer(
         model=student,

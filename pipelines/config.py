@@ -134,6 +134,11 @@ class TrainSettings:
     bf16: bool = dataclasses.field(
         default=False, metadata={"help": "bfloat16 autocast (CPUs with AVX512-BF16 or AMX, recent GPUs)."}
     )
+    fast_dropout: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "Draw CPU dropout masks with numpy's SFC64 (seeded from torch; same rates, about 20% "
+                          "faster LoRA steps); false: torch's own dropout."},
+    )
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:

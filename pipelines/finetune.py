@@ -174,6 +174,10 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.lora.method == "lora":
         model = add_lora(model, config)
+    if config.train.fast_dropout:
+        from pipelines.dropout import use_fast_dropout
+
+        use_fast_dropout(model)
     trainer = LengthGroupedTrainer(
         model=model,
         args=args,
