@@ -178,11 +178,11 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "finetune.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'variant':<10} {'samples/s':>10} {'train s':>9} {'dev acc':>8} {'per seed':>24} {'ours is':>8}")
+    print(f"\n{'variant':<18} {'samples/s':>10} {'train s':>9} {'dev acc':>8} {'per seed':>24} {'ours is':>8}")
     for name, row in rows.items():
         ratio = ours["samples_per_second"] / row["samples_per_second"]
         accuracies = " ".join(f"{run['dev_accuracy']:.4f}" for run in per_seed[name])
-        print(f"{name:<10} {row['samples_per_second']:>10.1f} {row['train_seconds']:>9.1f} "
+        print(f"{name:<18} {row['samples_per_second']:>10.1f} {row['train_seconds']:>9.1f} "
               f"{row['dev_accuracy']:>8.4f} {accuracies:>24} {ratio:>7.2f}x")
     print(f"wrote {RESULTS / 'finetune.json'}")
     shutil.rmtree(WORK, ignore_errors=True)

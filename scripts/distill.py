@@ -43,6 +43,7 @@ OVERRIDES = {
     "learning_rate": "train.learning_rate",
     "seed": "train.seed",
     "num_threads": "train.num_threads",
+    "fast_dropout": "train.fast_dropout",
 }
 
 

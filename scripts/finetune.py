@@ -44,6 +44,7 @@ OVERRIDES = {
     "report_to": "train.report_to",
     "num_threads": "train.num_threads",
     "bf16": "train.bf16",
+    "fast_dropout": "train.fast_dropout",
 }
 
 
