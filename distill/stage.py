@@ -209,7 +209,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     if config.loss.attention_weight > 0:
         teacher.config._attn_implementation = student.config._attn_implementation = "eager"
     if config.train.fast_dropout:
-        use_fast_dropout(student)
+        log.info("dropout masks drawn by numpy's SFC64 in %d student modules (train.fast_dropout)",
+                 use_fast_dropout(student))
     set_seed(config.train.seed)
     trainer = DistillTrainer(
         model=student,

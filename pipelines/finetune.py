@@ -177,7 +177,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     if config.train.fast_dropout:
         from pipelines.dropout import use_fast_dropout
 
-        use_fast_dropout(model)
+        log.info("dropout masks drawn by numpy's SFC64 in %d modules (train.fast_dropout)", use_fast_dropout(model))
     trainer = LengthGroupedTrainer(
         model=model,
         args=args,
