@@ -1,11 +1,14 @@
 """Dropout whose masks come from numpy's SFC64 generator: the same Bernoulli masks, drawn faster on CPU.
 
 torch's CPU dropout draws one mt19937 number per element (`bernoulli_`, single-threaded): profiled here
-on a LoRA training step of MiniLM on SST-2 (batch 32, 6 layers, 49 dropouts a step), it took 770 of 2,986 ms,
-a quarter of the step. `FastDropout` draws 64 random bits at a time from SFC64 (seeded from torch's
-generator, so `torch.manual_seed`, the Trainer's seed and a resumed checkpoint's RNG state still decide every
-mask) and cuts them into four 16-bit numbers, one per element: an element is dropped with probability p
-rounded to 1/65,536, kept ones are scaled by 1 / (1 - p), as torch does. Off the CPU it is torch's dropout.
+over 20 LoRA training steps of MiniLM on SST-2 (batch 32; 57 dropouts a step, 36 of them LoRA's), it took
+770 of 2,986 ms, a quarter of the time. `FastDropout` draws 64 random bits at a time from SFC64 (seeded
+from torch's generator, so `torch.manual_seed`, the Trainer's seed and a resumed checkpoint's RNG state
+still decide every mask) and cuts them into four 16-bit numbers, one per element: an element is dropped
+with probability p rounded to 1/65,536, kept ones are scaled by 1 / (1 - p), as torch does. Off the CPU it
+is torch's dropout. Measured: LoRA training 1.21x faster (benchmarks/results/finetune.json), full
+fine-tuning 3% (fewer dropouts, heavier steps), distilling a 3-layer student from an online teacher
+unchanged (its 11 dropouts are a sliver of a step).
 """
 
 from __future__ import annotations
