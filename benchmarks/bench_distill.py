@@ -48,6 +48,9 @@ STUDENTS = {
     # best epoch = last): 0.8945, so the 3-layer row stays at [0, 2, 5]. The 2-layer student, [0, 5]: 0.8612 at
     # 3 epochs and at 5 (bench); 1 epoch: [0, 5] 0.8417, [1, 5] 0.8601, [2, 5] 0.8635; [2, 5] for 5 epochs
     # (bench): 0.8704 / 0.8739 / 0.8658 / 0.8693 / 0.8704, best 0.8739; 2 epochs at lr 2e-4: 0.8670 / 0.8670.
+    # Both again with FastDropout masks (commit 9774df3, the results file): [0, 2, 5] 0.8750 / 0.8865 / 0.9037 /
+    # 0.8888 / 0.8876 (best 0.9037, retention 0.994); [2, 5] 0.8647 / 0.8624 / 0.8716 / 0.8727 / 0.8796 (0.967).
+    # Dropout draws alone move a student's best epoch by half a point: read single rows with that in mind.
     # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
