@@ -51,6 +51,7 @@ STUDENTS = {
     # Both again with FastDropout masks (commit 9774df3, the results file): [0, 2, 5] 0.8750 / 0.8865 / 0.9037 /
     # 0.8888 / 0.8876 (best 0.9037, retention 0.994); [2, 5] 0.8647 / 0.8624 / 0.8716 / 0.8727 / 0.8796 (0.967).
     # Dropout draws alone move a student's best epoch by half a point: read single rows with that in mind.
+    # [2, 5] for 7 epochs (--epochs 7, same commit): .8658 .8578 .8693 .8739 .8773 .8693 .8784, best 0.8784.
     # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
