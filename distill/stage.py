@@ -25,6 +25,7 @@ from distill.student import (
 from distill.teacher_logits import cached_teacher_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
 from pipelines import artifacts
+from pipelines.averaging import with_weight_average
 from pipelines.backends import latency_ms, torch_backend
 from pipelines.config import dump_yaml, to_dict
 from pipelines.data import LABEL, TEXT, TEXT_PAIR, prepare_data, tokenize
@@ -220,7 +221,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         processing_class=tokenizer,
         data_collator=DistillCollator(tokenizer, None if same_tokenizer else teacher_tokenizer),
         compute_metrics=trainer_metrics,
-        callbacks=callbacks,
+        callbacks=with_weight_average(callbacks, config.train),
         loss_settings=config.loss,
         teacher=teacher if teacher_mode == "online" else None,
         layer_pairs=pairs,

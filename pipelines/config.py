@@ -139,6 +139,11 @@ class TrainSettings:
         metadata={"help": "Draw CPU dropout masks with numpy's SFC64 (seeded from torch; same rates, about 20% "
                           "faster LoRA steps); false: torch's own dropout."},
     )
+    weight_average_decay: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "Evaluate and publish an exponential moving average of the weights with this decay "
+                          "(e.g. 0.999: about the last 1,000 steps); 0: the live weights."},
+    )
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -153,6 +158,8 @@ class TrainSettings:
             raise UserError(f"train.warmup must be >= 0, got {self.warmup}")
         if self.num_threads is not None:
             _require_positive("train.num_threads", self.num_threads)
+        if not 0 <= self.weight_average_decay < 1:
+            raise UserError(f"train.weight_average_decay must lie in [0, 1), got {self.weight_average_decay}")
 
 
 @dataclasses.dataclass

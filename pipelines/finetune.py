@@ -168,6 +168,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
 
     from transformers import set_seed
 
+    from pipelines.averaging import with_weight_average
     from pipelines.sampling import LengthGroupedTrainer
 
     set_seed(config.train.seed)
@@ -186,7 +187,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         processing_class=tokenizer,
         data_collator=PaddingCollator(tokenizer),
         compute_metrics=trainer_metrics,
-        callbacks=callbacks,
+        callbacks=with_weight_average(callbacks, config.train),
         optimizers=(loraplus_optimizer(model, config), None),
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None

@@ -1,4 +1,5 @@
-"""Length-grouped training batches in shuffled order, and the Trainer that uses them.
+"""Length-grouped training batches in shuffled order, and the Trainer that uses them (and evaluates the
+weight average of `pipelines.averaging` when one is kept).
 
 transformers' `LengthGroupedSampler` cuts a random permutation into mega-batches of up to 50 batches and
 sorts each one by length, longest first. Padding shrinks, but the batches then arrive in descending
@@ -11,9 +12,13 @@ cuts still fall on batch boundaries.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+from pipelines.averaging import WeightAverage
 
 
 def shuffled_length_grouped_indices(lengths: list[int], batch_size: int,
@@ -38,7 +43,13 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 
 
 class LengthGroupedTrainer(Trainer):
-    """A Trainer whose `group_by_length` batches come in shuffled order."""
+    """A Trainer whose `group_by_length` batches come in shuffled order and whose evaluations run on the
+    averaged weights when a `WeightAverage` callback is among its callbacks."""
+
+    def evaluate(self, *args, **kwargs):
+        average = next((c for c in self.callback_handler.callbacks if isinstance(c, WeightAverage)), None)
+        with average.applied(self.model) if average else contextlib.nullcontext():
+            return super().evaluate(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

@@ -44,6 +44,7 @@ OVERRIDES = {
     "seed": "train.seed",
     "num_threads": "train.num_threads",
     "fast_dropout": "train.fast_dropout",
+    "weight_average_decay": "train.weight_average_decay",
 }
 
 

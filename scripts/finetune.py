@@ -45,6 +45,7 @@ OVERRIDES = {
     "num_threads": "train.num_threads",
     "bf16": "train.bf16",
     "fast_dropout": "train.fast_dropout",
+    "weight_average_decay": "train.weight_average_decay",
 }
 
 
