@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--students", default="layers3,layers2,narrow")
     parser.add_argument("--epochs", type=float, default=5.0, help="epochs of the layer students")
     parser.add_argument("--narrow-epochs", type=float, default=3.0)
+    parser.add_argument("--weight-average-decay", type=float, default=None,
+                        help="train.weight_average_decay of the layer students (default: their recipe's)")
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -119,7 +121,10 @@ def main() -> None:
     students, teacher_row = [], None
     for name in args.students.split(","):
         epochs = args.narrow_epochs if name == "narrow" else args.epochs
-        result = run_distill(config_for(name, teacher, epochs), overwrite=(WORK / name).exists())
+        overrides = {} if name == "narrow" or args.weight_average_decay is None else {
+            "weight_average_decay": args.weight_average_decay}
+        config = config_for(name, teacher, epochs, **overrides)
+        result = run_distill(config, overwrite=(WORK / name).exists())
         m = result.metrics
         teacher_row = {"dev_accuracy": m["teacher"]["dev_accuracy"], "latency_b1_ms": m["teacher"]["latency_b1_ms"],
                        "latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["teacher"]["parameters"]}
@@ -131,6 +136,7 @@ def main() -> None:
             "latency_b32_ms": m["student"]["latency_b32_ms"],
             "teacher_latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["student"]["parameters"],
             "size_mb": m["student"]["size_mb"], "epochs": epochs, "train_seconds": m["train"]["train_runtime"],
+            "weight_average_decay": config.train.weight_average_decay,
             "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output_dir),
             "wall_seconds": result.wall_seconds, "git_commit": git_commit(),
         })
