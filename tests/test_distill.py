@@ -206,6 +206,32 @@ def test_narrow_student_with_hidden_loss_and_augmentation(teacher_and_data, tmp_
         assert not [k for k in saved.keys() if "distill_projections" in k]
 
 
+def test_student_published_as_its_weight_average(teacher_and_data, tmp_path):
+    from safetensors.torch import load_file
+    from test_averaging import RecordWeights
+
+    from pipelines.averaging import averaging_decay
+
+    teacher, train, evaluation = teacher_and_data
+    config = distill_config(teacher, train, evaluation, tmp_path / "student", StudentSettings(layers=1, max_length=32),
+                            loss=LossSettings(hidden_weight=1.0))  # online teacher
+    config.train.eval_strategy, config.train.eval_steps, config.train.weight_average_decay = "steps", 10, 0.5
+    recorder = RecordWeights()
+    metrics = run_distill(config, callbacks=[recorder]).metrics
+    log = json.loads((tmp_path / "student" / "training_log.json").read_text())
+    evaluations = {entry["step"]: entry["eval_accuracy"] for entry in log if "eval_accuracy" in entry}
+    best_step = max(evaluations, key=lambda step: (evaluations[step], -step))  # the first best is kept
+    assert metrics["student"]["dev_accuracy"] == pytest.approx(evaluations[best_step])
+
+    average = recorder.by_step[0]
+    for step in range(1, best_step + 1):
+        decay = averaging_decay(0.5, step)
+        average = {n: decay * average[n] + (1 - decay) * recorder.by_step[step][n] for n in average}
+    published = load_file(tmp_path / "student" / "model.safetensors")
+    for name in average:
+        torch.testing.assert_close(published[name], average[name], rtol=1e-5, atol=1e-6)
+
+
 def test_refusals(teacher_and_data, tmp_path, tiny_bert):
     teacher, train, evaluation = teacher_and_data
     with pytest.raises(UserError, match="1 to 2 layers"):
