@@ -52,6 +52,11 @@ STUDENTS = {
     # 0.8888 / 0.8876 (best 0.9037, retention 0.994); [2, 5] 0.8647 / 0.8624 / 0.8716 / 0.8727 / 0.8796 (0.967).
     # Dropout draws alone move a student's best epoch by half a point: read single rows with that in mind.
     # [2, 5] for 7 epochs (--epochs 7, same commit): .8658 .8578 .8693 .8739 .8773 .8693 .8784, best 0.8784.
+    # [2, 5] with a weight average (--weight-average-decay 0.999, flag of 43ead3e): .8532 .8658 .8704 .8761 .8773,
+    # best 0.8773 (retention 0.965, 2.84x): steadier, not higher; the row was not kept. A teacher-assistant chain
+    # (python scripts/distill.py with configs/distill_sst2.yaml's recipe, teacher = the 0.9037 layers3 student,
+    # layer map [1, 2] = the teacher's [2, 5]): .8761 .8647 .8727 .8761 .8750, best 0.8761 (0.963 of the
+    # teacher; 1.47x its assistant's speed): no better than learning from the teacher itself.
     # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
