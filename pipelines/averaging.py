@@ -7,6 +7,13 @@ averaging; the EMA of timm and of diffusion training). With `train.weight_averag
 evaluation runs on the averaged weights, checkpoints carry them beside the live ones (`ema.safetensors`; a
 resumed run continues the same average), and the model published at the end is the average of the best
 evaluation (or of the last step when nothing is evaluated). Training itself always steps the live weights.
+
+Measured on SST-2 (decay 0.999, full fine-tuning of MiniLM, the teacher recipe): evaluations from step
+1,000 on within 0.892-0.900 where the live weights swung between 0.865 and 0.909, 0.897 against 0.865 at
+step 1,000, and 0.9002 at the end, below the live runs' best checkpoints (0.9094, 0.9071, 0.8956). LoRA for
+1,200 steps (decay 0.998): 0.8658 / 0.8727 / 0.8761 at steps 400 / 800 / 1,200, the live weights 0.8544 /
+0.8612 / 0.8727. A 2-layer student over 5 epochs: 0.8773 against 0.8796. So it is steadier and far better
+in mid-run, no higher at the end of a schedule that decays to zero: off by default.
 """
 
 from __future__ import annotations
@@ -79,16 +86,18 @@ class WeightAverage(TrainerCallback):
     @torch.no_grad()
     def on_train_end(self, args, state, control, model=None, **kwargs):
         """Leave the averaged weights in the model: those of the best checkpoint when one was selected."""
+        self.finished = True
         best = state.best_model_checkpoint
-        source = self.shadow
-        if args.load_best_model_at_end and best and (Path(best) / EMA_FILE).is_file():
-            source = load_file(Path(best) / EMA_FILE)
+        source, of = self.shadow, f"step {state.global_step}"
+        if args.load_best_model_at_end and best:
+            if not (Path(best) / EMA_FILE).is_file():
+                log.warning("%s has no %s (cut short while saving?): publishing its live weights", best, EMA_FILE)
+                return
+            source, of = load_file(Path(best) / EMA_FILE), best
         params = self.trained(model)
         for name, value in source.items():
-            params[name].copy_(value.to(params[name].dtype))
-        self.finished = True
-        log.info("published weights: the moving average (decay %s) of %s", self.decay,
-                 best if source is not self.shadow else f"step {state.global_step}")
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+        log.info("published weights: the moving average (decay %s) of %s", self.decay, of)
 
     @contextlib.contextmanager
     def applied(self, model) -> Iterator[None]:

@@ -47,6 +47,13 @@ def test_average_and_swap_on_a_linear_layer(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     average.on_save(args, SimpleNamespace(global_step=3), None)
     torch.testing.assert_close(load_file(tmp_path / "checkpoint-3" / EMA_FILE)["weight"], expected)
+    best_without_average = tmp_path / "checkpoint-2"  # e.g. a kill between the checkpoint and its average
+    best_without_average.mkdir()
+    args.load_best_model_at_end = True
+    average.on_train_end(args, SimpleNamespace(global_step=3, best_model_checkpoint=str(best_without_average)),
+                         None, model=layer)
+    torch.testing.assert_close(layer.weight.detach(), live)  # the best checkpoint's live weights stay
+    args.load_best_model_at_end = False
     average.on_train_end(args, SimpleNamespace(global_step=3, best_model_checkpoint=None), None, model=layer)
     torch.testing.assert_close(layer.weight.detach(), expected)  # the average is what gets published
 
