@@ -67,7 +67,7 @@ Confusion matrix:
 
 {train["global_step"]} steps ({train["epochs"]:.2f} epochs) in {train["train_runtime"]:.0f} s, \
 final training loss {train["train_loss"]:.4f}. Trained parameters: {metrics["parameters"]["trained"]:,} \
-of {metrics["parameters"]["total"]:,}.
+of {metrics["parameters"]["total"]:,}.{averaged_weights(config.train)}
 
 ```yaml
 {dump_yaml(config).strip()}
@@ -80,6 +80,14 @@ of {metrics["parameters"]["total"]:,}.
 - The model inherits the biases of its pretrained base model and of the training data.
 - Scores are softmax probabilities, not calibrated confidences.
 """
+
+
+def averaged_weights(train) -> str:
+    """A sentence for cards of models published as a moving average of their weights (else nothing)."""
+    if not train.weight_average_decay:
+        return ""
+    return (f" The weights are an exponential moving average of the trained ones (decay "
+            f"{train.weight_average_decay}), taken at the best evaluation, which also ran on the average.")
 
 
 def _student_origin(student: dict) -> str:
@@ -129,7 +137,7 @@ Retention (student / teacher accuracy): **{distill_metrics["retention"]:.4f}**; 
 Soft KL at T={config.loss.temperature} (x T²) weighted {config.loss.soft_weight}, gold-label cross-entropy
 weighted {1 - config.loss.soft_weight:.2f}; hidden-state MSE weight {config.loss.hidden_weight}, attention-map MSE
 weight {config.loss.attention_weight}; teacher {distill_metrics["teacher_logits"]["mode"]}; \
-{config.distill.augment_copies} augmented copies per training text.
+{config.distill.augment_copies} augmented copies per training text.{averaged_weights(config.train)}
 
 ```yaml
 {dump_yaml(config).strip()}

@@ -108,6 +108,7 @@ def test_published_model_is_the_average_at_the_best_evaluation(tiny_bert, sentim
         torch.testing.assert_close(published[name], averages[best_step][name], rtol=1e-5, atol=1e-6)
     live = recorder.by_step[best_step]
     assert any(not torch.allclose(published[n], live[n]) for n in shared)  # not that step's live weights
+    assert "exponential moving average of the trained ones (decay 0.5)" in (out / "README.md").read_text()
 
 
 def test_resume_continues_the_average(tiny_bert, sentiment_files, tmp_path):

@@ -230,6 +230,7 @@ def test_student_published_as_its_weight_average(teacher_and_data, tmp_path):
     published = load_file(tmp_path / "student" / "model.safetensors")
     for name in average:
         torch.testing.assert_close(published[name], average[name], rtol=1e-5, atol=1e-6)
+    assert "exponential moving average" in (tmp_path / "student" / "README.md").read_text()
 
 
 def test_refusals(teacher_and_data, tmp_path, tiny_bert):
