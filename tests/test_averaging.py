@@ -77,6 +77,15 @@ class RecordWeights:
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         self.evaluated[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters()}
 
+    def averages(self, decay: float) -> dict[int, dict[str, torch.Tensor]]:
+        """Step -> the moving average of the recorded weights up to it, computed by hand."""
+        averages, average = {}, self.by_step[0]
+        for step in range(1, max(self.by_step) + 1):
+            weight = averaging_decay(decay, step)
+            average = {n: weight * average[n] + (1 - weight) * self.by_step[step][n] for n in average}
+            averages[step] = average
+        return averages
+
 
 def test_published_model_is_the_average_at_the_best_evaluation(tiny_bert, sentiment_files, tmp_path):
     train, evaluation = sentiment_files
@@ -92,18 +101,14 @@ def test_published_model_is_the_average_at_the_best_evaluation(tiny_bert, sentim
     assert evaluations[best_step] == max(evaluations.values())
     assert result.metrics["eval"]["accuracy"] == pytest.approx(evaluations[best_step])  # evaluated on the average
 
-    averages, average = {}, recorder.by_step[0]
-    for step in range(1, max(recorder.by_step) + 1):
-        decay = averaging_decay(0.5, step)
-        average = {n: decay * average[n] + (1 - decay) * recorder.by_step[step][n] for n in average}
-        averages[step] = average
+    averages = recorder.averages(0.5)
     assert sorted(recorder.evaluated) == sorted(evaluations) == [3, 6, 9, 12]
     for step, evaluated in recorder.evaluated.items():  # every evaluation ran on that step's average
         for name, value in evaluated.items():
             torch.testing.assert_close(value, averages[step][name], rtol=1e-5, atol=1e-6)
     published = load_file(out / "model.safetensors")
-    shared = [n for n in published if n in average]
-    assert len(shared) == len(average)
+    shared = [n for n in published if n in averages[best_step]]
+    assert len(shared) == len(averages[best_step])
     for name in shared:
         torch.testing.assert_close(published[name], averages[best_step][name], rtol=1e-5, atol=1e-6)
     live = recorder.by_step[best_step]

@@ -210,8 +210,6 @@ def test_student_published_as_its_weight_average(teacher_and_data, tmp_path):
     from safetensors.torch import load_file
     from test_averaging import RecordWeights
 
-    from pipelines.averaging import averaging_decay
-
     teacher, train, evaluation = teacher_and_data
     config = distill_config(teacher, train, evaluation, tmp_path / "student", StudentSettings(layers=1, max_length=32),
                             loss=LossSettings(hidden_weight=1.0))  # online teacher
@@ -223,10 +221,7 @@ def test_student_published_as_its_weight_average(teacher_and_data, tmp_path):
     best_step = max(evaluations, key=lambda step: (evaluations[step], -step))  # the first best is kept
     assert metrics["student"]["dev_accuracy"] == pytest.approx(evaluations[best_step])
 
-    average = recorder.by_step[0]
-    for step in range(1, best_step + 1):
-        decay = averaging_decay(0.5, step)
-        average = {n: decay * average[n] + (1 - decay) * recorder.by_step[step][n] for n in average}
+    average = recorder.averages(0.5)[best_step]
     published = load_file(tmp_path / "student" / "model.safetensors")
     for name in average:
         torch.testing.assert_close(published[name], average[name], rtol=1e-5, atol=1e-6)
