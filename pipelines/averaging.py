@@ -38,6 +38,13 @@ def with_weight_average(callbacks: list | None, train) -> list:
     return [*(callbacks or []), *extra]
 
 
+@torch.no_grad()
+def copy_into(params: dict[str, torch.nn.Parameter], values: dict[str, torch.Tensor]) -> None:
+    """Overwrite the named parameters in place with `values` (cast to each parameter's device and dtype)."""
+    for name, value in values.items():
+        params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
 def averaging_decay(decay: float, step: int) -> float:
     """The decay used at optimizer step `step` (1-based): ramps up as (1 + step) / (10 + step), so the first
     steps are not averaged with the untrained start, and is capped at `decay`."""
@@ -83,7 +90,6 @@ class WeightAverage(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             save_file({n: t.contiguous().cpu() for n, t in self.shadow.items()}, str(folder / EMA_FILE))
 
-    @torch.no_grad()
     def on_train_end(self, args, state, control, model=None, **kwargs):
         """Leave the averaged weights in the model: those of the best checkpoint when one was selected."""
         self.finished = True
@@ -94,9 +100,7 @@ class WeightAverage(TrainerCallback):
                 log.warning("%s has no %s (cut short while saving?): publishing its live weights", best, EMA_FILE)
                 return
             source, of = load_file(Path(best) / EMA_FILE), best
-        params = self.trained(model)
-        for name, value in source.items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
+        copy_into(self.trained(model), source)
         log.info("published weights: the moving average (decay %s) of %s", self.decay, of)
 
     @contextlib.contextmanager
@@ -107,12 +111,8 @@ class WeightAverage(TrainerCallback):
             return
         params = self.trained(model)
         live = {name: params[name].detach().clone() for name in self.shadow}
-        with torch.no_grad():
-            for name, value in self.shadow.items():
-                params[name].copy_(value)
+        copy_into(params, self.shadow)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, value in live.items():
-                    params[name].copy_(value)
+            copy_into(params, live)
