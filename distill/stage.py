@@ -33,6 +33,7 @@ from pipelines.dropout import use_fast_dropout
 from pipelines.errors import UserError
 from pipelines.evaluation import predict_logits
 from pipelines.finetune import CHECKPOINTS, last_checkpoint, set_threads, training_arguments
+from pipelines.layer_decay import layer_decay_optimizer
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import distill_card
 from pipelines.models import load_classifier, load_tokenizer, load_trained_classifier, resolve_model
@@ -222,6 +223,7 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         data_collator=DistillCollator(tokenizer, None if same_tokenizer else teacher_tokenizer),
         compute_metrics=trainer_metrics,
         callbacks=with_weight_average(callbacks, config.train),
+        optimizers=(layer_decay_optimizer(student, args, config.train.layer_lr_decay), None),
         loss_settings=config.loss,
         teacher=teacher if teacher_mode == "online" else None,
         layer_pairs=pairs,

@@ -139,6 +139,11 @@ class TrainSettings:
         metadata={"help": "Draw CPU dropout masks with numpy's SFC64 (seeded from torch; same rates, about 20% "
                           "faster LoRA steps); false: torch's own dropout."},
     )
+    layer_lr_decay: float = dataclasses.field(
+        default=1.0,
+        metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
+                          "layer above it (head and pooler at the full rate, embeddings lowest); 1: one rate."},
+    )
     weight_average_decay: float = dataclasses.field(
         default=0.0,
         metadata={"help": "Evaluate and publish an exponential moving average of the weights with this decay "
@@ -158,6 +163,8 @@ class TrainSettings:
             raise UserError(f"train.warmup must be >= 0, got {self.warmup}")
         if self.num_threads is not None:
             _require_positive("train.num_threads", self.num_threads)
+        if not 0 < self.layer_lr_decay <= 1:
+            raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:
             raise UserError(f"train.weight_average_decay must lie in [0, 1), got {self.weight_average_decay}")
 
@@ -169,6 +176,11 @@ class FinetuneConfig:
     data: DataSettings = dataclasses.field(default_factory=DataSettings)
     lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
     train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.lora.method == "lora" and self.lora.loraplus_lr_ratio is not None and self.train.layer_lr_decay < 1:
+            raise UserError("lora.loraplus_lr_ratio and train.layer_lr_decay each set their own learning rates; "
+                            "use one of them")
 
 
 def _require_positive(key: str, value: int | float) -> None:

@@ -14,6 +14,7 @@ from pipelines.config import FinetuneConfig, TrainSettings, dump_yaml, to_dict
 from pipelines.data import PreparedData, prepare_data, tokenize
 from pipelines.errors import UserError
 from pipelines.evaluation import PaddingCollator, predict_logits
+from pipelines.layer_decay import layer_decay_optimizer
 from pipelines.metrics import classification_metrics, trainer_metrics
 from pipelines.model_card import finetune_card
 from pipelines.models import (
@@ -71,10 +72,11 @@ def add_lora(model, config: FinetuneConfig):
         raise UserError(f"LoRA could not be applied: {str(err).splitlines()[0]}; check lora.target_modules") from err
 
 
-def loraplus_optimizer(model, config: FinetuneConfig):
-    """AdamW with LoRA+ learning rates (B matrices and biases at lr x ratio), or None for Trainer's default."""
+def build_optimizer(model, config: FinetuneConfig, args):
+    """AdamW with LoRA+ rates (B matrices and biases at lr x ratio) or with layer-wise decayed rates
+    (`train.layer_lr_decay`), or None for the Trainer's default."""
     if config.lora.method != "lora" or config.lora.loraplus_lr_ratio is None:
-        return None
+        return layer_decay_optimizer(model, args, config.train.layer_lr_decay)
     import torch
     from peft.optimizers import create_loraplus_optimizer
 
@@ -188,7 +190,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         data_collator=PaddingCollator(tokenizer),
         compute_metrics=trainer_metrics,
         callbacks=with_weight_average(callbacks, config.train),
-        optimizers=(loraplus_optimizer(model, config), None),
+        optimizers=(build_optimizer(model, config, args), None),
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:

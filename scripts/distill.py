@@ -44,6 +44,7 @@ OVERRIDES = {
     "seed": "train.seed",
     "num_threads": "train.num_threads",
     "fast_dropout": "train.fast_dropout",
+    "layer_lr_decay": "train.layer_lr_decay",
     "weight_average_decay": "train.weight_average_decay",
 }
 

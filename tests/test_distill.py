@@ -228,6 +228,22 @@ def test_student_published_as_its_weight_average(teacher_and_data, tmp_path):
     assert "exponential moving average" in (tmp_path / "student" / "README.md").read_text()
 
 
+def test_student_layers_learn_at_decayed_rates(teacher_and_data, tmp_path):
+    from test_layer_decay import RecordRates
+
+    teacher, train, evaluation = teacher_and_data
+    config = distill_config(teacher, train, evaluation, tmp_path / "student", StudentSettings(layers=1, max_length=32))
+    config.train.max_steps, config.train.layer_lr_decay = 3, 0.5
+    recorder = RecordRates()
+    run_distill(config, callbacks=[recorder])
+    assert len(recorder.seen) == 3 and recorder.seen[0]["classifier.weight"] > 0
+    for rates in recorder.seen:  # one student layer: embeddings at 1/4, the layer at 1/2 of the head's rate
+        head = rates["classifier.weight"]
+        assert rates["bert.pooler.dense.weight"] == head
+        assert rates["bert.encoder.layer.0.attention.self.query.weight"] == pytest.approx(head / 2)
+        assert rates["bert.embeddings.word_embeddings.weight"] == pytest.approx(head / 4)
+
+
 def test_refusals(teacher_and_data, tmp_path, tiny_bert):
     teacher, train, evaluation = teacher_and_data
     with pytest.raises(UserError, match="1 to 2 layers"):
