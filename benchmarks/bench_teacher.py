@@ -1,7 +1,8 @@
 """The SST-2 teacher recipes: dev accuracy and wall time of LoRA and full fine-tuning of all-MiniLM-L6-v2.
 
     python benchmarks/bench_teacher.py            # trains the recipes not yet in their folders (2 h on 2 cores)
-    python benchmarks/bench_teacher.py --collect  # reads finished runs from their output folders
+    python benchmarks/bench_teacher.py --collect  # reads finished runs from their output folders; recipes
+                                                  # whose folder is gone keep their row from the results file
 
 The teacher recipe is configs/sst2_minilm.yaml (full fine-tuning, 2 epochs, the best full run tried);
 configs/sst2_minilm_3ep.yaml is the 3-epoch full run, configs/sst2_minilm_lora.yaml the LoRA run with the head
@@ -95,6 +96,16 @@ def recipe_result(name: str, train: bool) -> dict:
     }
 
 
+def previous_runs(path: Path) -> dict[str, dict]:
+    return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
+
+def finished(name: str) -> bool:
+    config_name, output_override = RECIPES[name]
+    output_dir = ROOT / (output_override or load_config(FinetuneConfig, ROOT / "configs" / config_name).output_dir)
+    return (output_dir / "manifest.json").is_file()
+
+
 def best_accuracy(runs: dict[str, dict], method: str) -> float:
     return max(run["dev_accuracy"] for run in runs.values() if run["method"] == method)
 
@@ -103,7 +114,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--collect", action="store_true", help="read finished runs instead of training")
     args = parser.parse_args()
-    runs = {name: recipe_result(name, train=not args.collect) for name in RECIPES}
+    out = ROOT / "benchmarks" / "results" / "teacher_sst2_minilm.json"
+    recorded = previous_runs(out)
+    runs = {name: recorded[name] if args.collect and name in recorded and not finished(name)
+            else recipe_result(name, train=not args.collect) for name in RECIPES}
     result = {
         "dev_accuracy": runs["teacher"]["dev_accuracy"],
         "wall_seconds": runs["teacher"]["wall_seconds"],
@@ -112,7 +126,6 @@ def main() -> None:
         "runs": runs,
         "notes": NOTES,
     }
-    out = ROOT / "benchmarks" / "results" / "teacher_sst2_minilm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'recipe':<16} {'config':<40} {'dev acc':>8} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
