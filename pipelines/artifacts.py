@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -147,6 +148,7 @@ def prepare_output_dir(path: Path, resume: bool, overwrite: bool, stage: str, se
     replaces it entry by entry), so a run that fails or is killed before then loses nothing.
     """
     action = check_output_dir(path, resume, overwrite, stage, settings)
+    git_state()  # the code as it is now, not when the run ends
     try:
         lock_output_dir(path)
         for stale in path.glob(".staging-*"):  # a save that was interrupted: never published, safe to drop
@@ -240,14 +242,24 @@ def config_hash(config_dict: dict) -> str:
     return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.cache
+def git_state() -> dict[str, str | bool | None]:
+    """The code's git commit and whether tracked files differed from it, read once per process: every stage
+    asks when it starts (prepare_output_dir), so a run that outlives a commit records the code it ran."""
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": _git("rev-parse", "HEAD") or None, "git_dirty": None if changes is None else bool(changes)}
+
+
+def git_commit() -> str | None:
+    return git_state()["git_commit"]
 
 
 def package_versions() -> dict[str, str]:
@@ -267,6 +279,6 @@ def manifest(stage: str, config_dict: dict, data_fingerprint: str, timings: dict
         "config_hash": config_hash(config_dict),
         "data_fingerprint": data_fingerprint,
         "packages": package_versions(),
-        "git_commit": git_commit(),
+        **git_state(),
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
