@@ -114,6 +114,10 @@ def main() -> None:
     parser.add_argument("--narrow-epochs", type=float, default=3.0)
     parser.add_argument("--weight-average-decay", type=float, default=None,
                         help="train.weight_average_decay of the layer students (default: their recipe's)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="peak learning rate of the layer students (default: their recipe's)")
+    parser.add_argument("--layer-lr-decay", type=float, default=None,
+                        help="train.layer_lr_decay of the layer students (default: their recipe's)")
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -127,8 +131,9 @@ def main() -> None:
     students, teacher_row = [], None
     for name in args.students.split(","):
         epochs = args.narrow_epochs if name == "narrow" else args.epochs
-        overrides = {} if name == "narrow" or args.weight_average_decay is None else {
-            "weight_average_decay": args.weight_average_decay}
+        flags = {"weight_average_decay": args.weight_average_decay, "learning_rate": args.learning_rate,
+                 "layer_lr_decay": args.layer_lr_decay}
+        overrides = {} if name == "narrow" else {key: value for key, value in flags.items() if value is not None}
         config = config_for(name, teacher, epochs, **overrides)
         result = run_distill(config, overwrite=(WORK / name).exists())
         m = result.metrics
@@ -142,6 +147,7 @@ def main() -> None:
             "latency_b32_ms": m["student"]["latency_b32_ms"],
             "teacher_latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["student"]["parameters"],
             "size_mb": m["student"]["size_mb"], "epochs": epochs, "train_seconds": m["train"]["train_runtime"],
+            "learning_rate": config.train.learning_rate, "layer_lr_decay": config.train.layer_lr_decay,
             "weight_average_decay": config.train.weight_average_decay,
             "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output_dir),
             "wall_seconds": result.wall_seconds, "git_commit": git_commit(),
