@@ -16,14 +16,6 @@ LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 EMBEDDING_PARTS = ("embeddings", "embed_tokens", "wte", "wpe")
 
 
-def num_layers(model) -> int:
-    """The number of transformer layers (blocks) of a transformers model."""
-    count = getattr(model.config, "num_hidden_layers", None)
-    if not count:
-        raise ValueError(f"cannot tell how many layers a '{model.config.model_type}' model has")
-    return count
-
-
 def parameter_depth(name: str, layers: int) -> int:
     """0 for embeddings, i + 1 for layer i, layers + 1 for everything above (head, pooler, final norm)."""
     found = LAYER_INDEX.search(name)
@@ -39,7 +31,7 @@ def layer_decay_groups(model, learning_rate: float, decay: float, weight_decay: 
 
     Biases and norm weights (one-dimensional) take no weight decay, as in the Trainer's default groups.
     """
-    layers = num_layers(model)
+    layers = int(model.config.num_hidden_layers)  # transformers maps n_layer etc. onto this name
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
