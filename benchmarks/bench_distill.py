@@ -121,6 +121,8 @@ def main() -> None:
                         help="peak learning rate of the layer students (default: their recipe's)")
     parser.add_argument("--layer-lr-decay", type=float, default=None,
                         help="train.layer_lr_decay of the layer students (default: their recipe's)")
+    parser.add_argument("--eval-steps", type=int, default=None,
+                        help="evaluate the layer students every N steps instead of each epoch (best kept)")
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -136,6 +138,8 @@ def main() -> None:
         epochs = args.narrow_epochs if name == "narrow" else args.epochs
         flags = {"weight_average_decay": args.weight_average_decay, "learning_rate": args.learning_rate,
                  "layer_lr_decay": args.layer_lr_decay}
+        if args.eval_steps:
+            flags.update(eval_strategy="steps", eval_steps=args.eval_steps)
         overrides = {} if name == "narrow" else {key: value for key, value in flags.items() if value is not None}
         config = config_for(name, teacher, epochs, **overrides)
         result = run_distill(config, overwrite=(WORK / name).exists())
@@ -152,6 +156,7 @@ def main() -> None:
             "size_mb": m["student"]["size_mb"], "epochs": epochs, "train_seconds": m["train"]["train_runtime"],
             "learning_rate": config.train.learning_rate, "layer_lr_decay": config.train.layer_lr_decay,
             "weight_average_decay": config.train.weight_average_decay,
+            "eval_steps": config.train.eval_steps if config.train.eval_strategy == "steps" else None,
             "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output_dir),
             "wall_seconds": result.wall_seconds, "git_commit": git_commit(),
         })
