@@ -208,6 +208,9 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     pairs = layer_pairs(student, teacher, layer_map) if online_needed else LayerPairs()
     if config.loss.hidden_weight > 0:
         attach_projections(student, teacher, pairs, built.kept_channels)
+    # The attention loss needs the maps, which only eager attention returns; the models go back to their own
+    # implementation (sdpa by default) after training, so latency is measured as the student will be served.
+    attention_implementations = [(model, model.config._attn_implementation) for model in (teacher, student)]
     if config.loss.attention_weight > 0:
         teacher.config._attn_implementation = student.config._attn_implementation = "eager"
     if config.train.fast_dropout:
@@ -234,6 +237,8 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     if not trainer.is_world_process_zero():
         return DistillResult(output_dir=output_dir, metrics={}, wall_seconds=trained - started)
 
+    for model, implementation in attention_implementations:
+        model.config._attn_implementation = implementation
     student = trainer.model
     if hasattr(student, "distill_projections"):
         del student.distill_projections

@@ -244,6 +244,33 @@ def test_student_layers_learn_at_decayed_rates(teacher_and_data, tmp_path):
         assert rates["bert.embeddings.word_embeddings.weight"] == pytest.approx(head / 4)
 
 
+def test_attention_loss_trains_eager_and_latency_is_measured_as_served(teacher_and_data, tmp_path, monkeypatch):
+    import distill.stage
+
+    teacher, train, evaluation = teacher_and_data
+    measured, trained_with = [], []
+    real_latency, real_attention_mse = distill.stage.latency_ms, distill.trainer.attention_mse
+
+    def record_latency(backend, texts, batch_size):
+        measured.append(backend.model.config._attn_implementation)
+        return real_latency(backend, texts, batch_size, batches=2, warmup=1)
+
+    def record_attention(student_maps, teacher_maps, mask):
+        trained_with.append(student_maps.dim())
+        return real_attention_mse(student_maps, teacher_maps, mask)
+
+    monkeypatch.setattr(distill.stage, "latency_ms", record_latency)
+    monkeypatch.setattr(distill.trainer, "attention_mse", record_attention)
+    config = distill_config(teacher, train, evaluation, tmp_path / "student", StudentSettings(layers=1),
+                            loss=LossSettings(attention_weight=1.0))
+    run_distill(config)
+    assert len(trained_with) == 40 and set(trained_with) == {4}  # eager maps (batch, heads, query, key) each step
+    from transformers import AutoModelForSequenceClassification
+
+    served = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").config._attn_implementation
+    assert served != "eager" and measured == [served] * 4  # teacher and student, batch 1 and 32
+
+
 def test_refusals(teacher_and_data, tmp_path, tiny_bert):
     teacher, train, evaluation = teacher_and_data
     with pytest.raises(UserError, match="1 to 2 layers"):
