@@ -54,6 +54,8 @@ class LengthGroupedTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
-            return ShuffledLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths,
+            # The Trainer hands over the dataset's length column, a lazy `datasets.Column`: indexing it one row at
+            # a time in the sort took 25-35 s per epoch on SST-2's 67k rows. Read it once into a list.
+            return ShuffledLengthGroupedSampler(sampler.batch_size, lengths=list(sampler.lengths),
                                                 generator=sampler.generator)
         return sampler
