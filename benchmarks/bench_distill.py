@@ -61,6 +61,12 @@ STUDENTS = {
     # Layer-wise learning-rate decay (--learning-rate 2e-4 --layer-lr-decay 0.8: head 2e-4, embeddings 1e-4;
     # commit bf353d3, the teacher rebuilt from commit c0a810a, its 17 evaluations identical to the first
     # build's): .8681 .8578 .8658 .8727 .8784, best 0.8784 (retention 0.966); not kept.
+    # Evaluated every 500 steps (--eval-steps 500, commit c9e2c00; the row kept): 21 evaluations from 0.828 to
+    # 0.8807 at the last step (retention 0.9685), no mid-epoch peak above it. Its 2.68x was measured with both
+    # models in eager attention (left on after training with the attention loss; fixed in 9f9faba):
+    # re-measured in turn as served (sdpa), teacher 141-152 ms, student 50-51 ms a batch of 32:
+    # 2.85x. One augmented copy for 2.5 epochs (--augment-copies 1, same steps; sdpa): best 0.8761 (0.963,
+    # 2.75x); not kept.
     # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
