@@ -12,7 +12,7 @@ teacher_fast_dropout is it once more with dropout masks drawn by pipelines/dropo
 configs/sst2_minilm_lora_dora.yaml is that LoRA recipe with DoRA adapters, evaluated every 500 steps;
 configs/sst2_minilm_ema.yaml is the teacher recipe evaluated and published on a moving average of its weights;
 configs/sst2_minilm_llrd.yaml and sst2_minilm_llrd09.yaml are it with layer-wise learning-rate decay 0.8 and 0.9;
-configs/sst2_minilm_born_again.yaml distils the teacher into a fresh all-MiniLM-L6-v2 of its own size.
+configs/distill_sst2_born_again.yaml distils the teacher into a fresh all-MiniLM-L6-v2 of its own size.
 Dev accuracy is on the 872 SST-2 dev sentences (the best checkpoint by dev accuracy is kept).
 Prints a table and writes benchmarks/results/teacher_sst2_minilm.json.
 """
@@ -44,7 +44,7 @@ RECIPES = {
     "teacher_ema": ("sst2_minilm_ema.yaml", None),
     "teacher_llrd": ("sst2_minilm_llrd.yaml", None),
     "teacher_llrd09": ("sst2_minilm_llrd09.yaml", None),
-    "teacher_born_again": ("sst2_minilm_born_again.yaml", None),
+    "teacher_born_again": ("distill_sst2_born_again.yaml", None),
 }
 # Recipes that distil the teacher into a model of its own size (a DistillConfig, read from distill_metrics.json).
 SELF_DISTILLED = {"teacher_born_again"}
