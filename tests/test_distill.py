@@ -245,7 +245,10 @@ def test_student_layers_learn_at_decayed_rates(teacher_and_data, tmp_path):
 
 
 def test_attention_loss_trains_eager_and_latency_is_measured_as_served(teacher_and_data, tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
     import distill.stage
+    import distill.trainer
 
     teacher, train, evaluation = teacher_and_data
     measured, trained_with = [], []
@@ -265,8 +268,6 @@ def test_attention_loss_trains_eager_and_latency_is_measured_as_served(teacher_a
                             loss=LossSettings(attention_weight=1.0))
     run_distill(config)
     assert len(trained_with) == 40 and set(trained_with) == {4}  # eager maps (batch, heads, query, key) each step
-    from transformers import AutoModelForSequenceClassification
-
     served = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").config._attn_implementation
     assert served != "eager" and measured == [served] * 4  # teacher and student, batch 1 and 32
 
