@@ -82,6 +82,16 @@ NOTES = (
 )
 
 
+def dev_accuracy_by_step(output_dir: Path) -> dict[int, float]:
+    log = json.loads((output_dir / "training_log.json").read_text())
+    return {entry["step"]: round(entry["eval_accuracy"], 4) for entry in log if "eval_accuracy" in entry}
+
+
+def provenance(output_dir: Path, manifest: dict) -> dict:
+    return {"output_dir": str(output_dir.relative_to(ROOT)), "git_commit": manifest.get("git_commit"),
+            "packages": manifest["packages"]}
+
+
 def self_distilled_result(name: str, train: bool) -> dict:
     config_name, _ = RECIPES[name]
     config = load_config(DistillConfig, ROOT / "configs" / config_name)
@@ -92,8 +102,7 @@ def self_distilled_result(name: str, train: bool) -> dict:
         run_distill(config, overwrite=output_dir.exists())
     metrics = json.loads((output_dir / "distill_metrics.json").read_text())
     manifest = json.loads((output_dir / "manifest.json").read_text())
-    log = json.loads((output_dir / "training_log.json").read_text())
-    evaluations = {entry["step"]: round(entry["eval_accuracy"], 4) for entry in log if "eval_accuracy" in entry}
+    evaluations = dev_accuracy_by_step(output_dir)
     return {
         "config": f"configs/{config_name}",
         "method": "self_distilled",
@@ -108,9 +117,7 @@ def self_distilled_result(name: str, train: bool) -> dict:
         "best_checkpoint_step": max(evaluations, key=lambda step: (evaluations[step], -step)),
         "trained_parameters": metrics["student"]["parameters"],
         "dev_accuracy_by_step": evaluations,
-        "output_dir": str(output_dir.relative_to(ROOT)),
-        "git_commit": manifest.get("git_commit"),
-        "packages": manifest["packages"],
+        **provenance(output_dir, manifest),
     }
 
 
@@ -139,11 +146,8 @@ def recipe_result(name: str, train: bool) -> dict:
         "best_checkpoint_step": int(str(metrics["train"]["best_checkpoint"]).rsplit("-", 1)[-1])
         if metrics["train"]["best_checkpoint"] else None,
         "trained_parameters": metrics["parameters"]["trained"],
-        "dev_accuracy_by_step": {entry["step"]: round(entry["eval_accuracy"], 4) for entry in json.loads(
-            (output_dir / "training_log.json").read_text()) if "eval_accuracy" in entry},
-        "output_dir": str(output_dir.relative_to(ROOT)),
-        "git_commit": manifest.get("git_commit"),
-        "packages": manifest["packages"],
+        "dev_accuracy_by_step": dev_accuracy_by_step(output_dir),
+        **provenance(output_dir, manifest),
     }
 
 
