@@ -132,6 +132,8 @@ def main() -> None:
                         help="evaluate the layer students every N steps instead of each epoch (best kept)")
     parser.add_argument("--augment-copies", type=int, default=None,
                         help="distill.augment_copies of the layer students (default: their recipe's, none)")
+    parser.add_argument("--augment-min-words", type=int, default=0,
+                        help="distill.augment_min_words: only texts this long get augmented copies")
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -153,6 +155,7 @@ def main() -> None:
         config = config_for(name, teacher, epochs, **overrides)
         if args.augment_copies is not None and name != "narrow":
             config.distill.augment_copies = args.augment_copies
+            config.distill.augment_min_words = args.augment_min_words
         result = run_distill(config, overwrite=(WORK / name).exists())
         m = result.metrics
         teacher_row = {"dev_accuracy": m["teacher"]["dev_accuracy"], "latency_b1_ms": m["teacher"]["latency_b1_ms"],
@@ -168,6 +171,7 @@ def main() -> None:
             "learning_rate": config.train.learning_rate, "layer_lr_decay": config.train.layer_lr_decay,
             "weight_average_decay": config.train.weight_average_decay,
             "augment_copies": config.distill.augment_copies,
+            "augment_min_words": config.distill.augment_min_words,
             "eval_steps": config.train.eval_steps if config.train.eval_strategy == "steps" else None,
             "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output_dir),
             "wall_seconds": result.wall_seconds, "git_commit": git_commit(),

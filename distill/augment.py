@@ -21,11 +21,15 @@ def perturb(text: str, prob: float, rng: random.Random, mask_token: str | None) 
 
 
 def augment_rows(texts: list[str], pairs: list[str] | None, copies: int, prob: float, seed: int,
-                 mask_token: str | None) -> tuple[list[str], list[str] | None]:
-    """`copies` perturbed versions of every row, deterministic for a seed; pairs (if any) perturbed too."""
+                 mask_token: str | None, min_words: int = 0) -> tuple[list[str], list[str] | None]:
+    """`copies` perturbed versions of every row with at least `min_words` words (text and pair together),
+    deterministic for a seed; pairs (if any) perturbed too."""
     rng = random.Random(seed)
     new_texts, new_pairs = [], [] if pairs is not None else None
     for index, text in enumerate(texts):
+        words = len(text.split()) + (len(pairs[index].split()) if pairs is not None else 0)
+        if words < min_words:
+            continue
         for _ in range(copies):
             new_texts.append(perturb(text, prob, rng, mask_token))
             if new_pairs is not None:

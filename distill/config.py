@@ -83,6 +83,9 @@ class DistillSettings:
     augment_prob: float = dataclasses.field(
         default=0.15, metadata={"help": "Share of words masked or dropped in an augmented copy."}
     )
+    augment_min_words: int = dataclasses.field(
+        default=0, metadata={"help": "Only texts of at least this many words get augmented copies."}
+    )
     cache_dir: str | None = dataclasses.field(
         default=None, metadata={"help": "Where teacher logits are cached (default: the run folder's cache/)."}
     )
@@ -92,6 +95,8 @@ class DistillSettings:
             raise UserError(f"distill.augment_copies must be >= 0, got {self.augment_copies}")
         if not 0.0 < self.augment_prob < 1.0:
             raise UserError(f"distill.augment_prob must be between 0 and 1, got {self.augment_prob}")
+        if self.augment_min_words < 0:
+            raise UserError(f"distill.augment_min_words must be >= 0, got {self.augment_min_words}")
 
 
 @dataclasses.dataclass

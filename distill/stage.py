@@ -134,7 +134,8 @@ def _with_augmentation(train, config: DistillConfig, mask_token: str | None):
         return train
     has_pair = TEXT_PAIR in train.column_names
     texts, pairs = augment_rows(list(train[TEXT]), list(train[TEXT_PAIR]) if has_pair else None, copies,
-                                config.distill.augment_prob, config.train.seed, mask_token)
+                                config.distill.augment_prob, config.train.seed, mask_token,
+                                config.distill.augment_min_words)
     extra = {TEXT: texts, LABEL: [-100] * len(texts)}
     if has_pair:
         extra[TEXT_PAIR] = pairs
@@ -184,7 +185,9 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         if args.process_index == 0:
             artifacts.prepare_output_dir(output_dir, resume, overwrite, "distill", settings)
         train_rows = _with_augmentation(data.train, config, getattr(teacher_tokenizer, "mask_token", None))
-        fingerprint = f"{data.fingerprint}-aug{config.distill.augment_copies}-{config.distill.augment_prob}"
+        augment = config.distill
+        fingerprint = f"{data.fingerprint}-aug{augment.augment_copies}-{augment.augment_prob}" + (
+            f"-min{augment.augment_min_words}" if augment.augment_min_words else "")  # old caches stay valid
         train_ds = tokenize(train_rows, tokenizer, max_length, data.has_pair, cache_dir, "student-train",
                             fingerprint)
         eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval",

@@ -22,6 +22,7 @@ OVERRIDES = {
     "teacher": "distill.teacher",
     "teacher_mode": "distill.teacher_mode",
     "augment_copies": "distill.augment_copies",
+    "augment_min_words": "distill.augment_min_words",
     "student_layers": "student.layers",
     "layer_map": "student.layer_map",
     "student": "student.model",

@@ -11,6 +11,7 @@ import torch
 from conftest import sentiment_rows, write_csv
 from test_finetune import tiny_config
 
+from distill.augment import augment_rows
 from distill.config import DistillConfig, DistillSettings, LossSettings, StudentSettings
 from distill.losses import attention_mse, hard_ce, hidden_mse, kd_loss, soft_kl
 from distill.stage import run_distill
@@ -59,6 +60,18 @@ def test_hidden_and_attention_mse_by_hand():
     assert hidden_mse(student, teacher, torch.zeros(1, 2)).item() == 0
     attention = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])
     assert attention_mse(attention, torch.zeros_like(attention), mask).item() == pytest.approx(0.25)
+
+
+def test_augmentation_copies_only_texts_long_enough():
+    texts, pairs = ["great", "a dull and lifeless film", "fine film"], ["ok", "yes", "a b c"]
+    copies, _ = augment_rows(texts, None, copies=2, prob=0.3, seed=0, mask_token="[MASK]", min_words=3)
+    assert len(copies) == 2 and all(len(copy.split()) <= 5 for copy in copies)
+    assert copies == augment_rows(texts[1:2], None, 2, 0.3, 0, "[MASK]")[0]  # deterministic, same draws
+    with_pairs, copied_pairs = augment_rows(texts, pairs, copies=1, prob=0.3, seed=0, mask_token=None, min_words=3)
+    assert len(with_pairs) == len(copied_pairs) == 2  # text and pair words counted together: "fine film" + "a b c"
+    assert len(augment_rows(texts, None, copies=1, prob=0.3, seed=0, mask_token=None)[0]) == 3  # default: all
+    with pytest.raises(UserError, match="augment_min_words must be >= 0"):
+        DistillSettings(augment_min_words=-1)
 
 
 def test_evenly_spaced_layer_maps():
