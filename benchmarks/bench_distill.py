@@ -3,7 +3,7 @@
     python benchmarks/bench_distill.py [--teacher runs/sst2_minilm] [--students layers3,layers2,narrow]
 
 Students not named in --students keep their rows from the previous results file (when it has the same
-teacher accuracy); every row records the git commit it was measured at.
+teacher accuracy); every row records the git commit it was measured at (and git_dirty: tracked files changed).
 
 Every student learns from the same teacher folder (the configs/sst2_minilm.yaml recipe) on the full SST-2
 train set for its recipe's epochs, with length-grouped batches, and is evaluated on the 872 dev sentences
