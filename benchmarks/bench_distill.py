@@ -154,15 +154,14 @@ def main() -> None:
     started = time.perf_counter()
     students, teacher_row = [], None
     for name in [] if args.students == "none" else args.students.split(","):
-        flags = {"weight_average_decay": args.weight_average_decay, "learning_rate": args.learning_rate,
-                 "layer_lr_decay": args.layer_lr_decay, "epochs": args.epochs}
-        if args.eval_steps:
-            flags.update(eval_strategy="steps", eval_steps=args.eval_steps)
-        overrides = {key: value for key, value in flags.items() if value is not None}
-        if name == "narrow":
-            overrides = {"epochs": args.narrow_epochs}
-        config = config_for(name, teacher, **overrides)
-        if name != "narrow":
+        if name == "narrow":  # the layer-student flags leave the narrow student's recipe alone
+            config = config_for(name, teacher, epochs=args.narrow_epochs)
+        else:
+            flags = {"weight_average_decay": args.weight_average_decay, "learning_rate": args.learning_rate,
+                     "layer_lr_decay": args.layer_lr_decay, "epochs": args.epochs}
+            if args.eval_steps:
+                flags.update(eval_strategy="steps", eval_steps=args.eval_steps)
+            config = config_for(name, teacher, **{key: value for key, value in flags.items() if value is not None})
             for key in ("augment_copies", "augment_min_words"):
                 if getattr(args, key) is not None:
                     setattr(config.distill, key, getattr(args, key))

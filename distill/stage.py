@@ -185,9 +185,9 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         if args.process_index == 0:
             artifacts.prepare_output_dir(output_dir, resume, overwrite, "distill", settings)
         train_rows = _with_augmentation(data.train, config, getattr(teacher_tokenizer, "mask_token", None))
-        augment = config.distill
-        fingerprint = f"{data.fingerprint}-aug{augment.augment_copies}-{augment.augment_prob}" + (
-            f"-min{augment.augment_min_words}" if augment.augment_min_words else "")  # old caches stay valid
+        distill_settings = config.distill  # the min-words suffix only when set: older caches stay valid
+        fingerprint = f"{data.fingerprint}-aug{distill_settings.augment_copies}-{distill_settings.augment_prob}" + (
+            f"-min{distill_settings.augment_min_words}" if distill_settings.augment_min_words else "")
         train_ds = tokenize(train_rows, tokenizer, max_length, data.has_pair, cache_dir, "student-train",
                             fingerprint)
         eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval",
