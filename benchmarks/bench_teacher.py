@@ -26,6 +26,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,23 +34,29 @@ sys.path.insert(0, str(ROOT))
 from distill.config import DistillConfig  # noqa: E402
 from pipelines.config import FinetuneConfig, load_config  # noqa: E402
 
+
+class Recipe(NamedTuple):
+    config: str  # file name under configs/
+    output_dir: str | None = None  # when not the config's own
+    seed: int | None = None  # when not the config's own
+
+
 SEEDS = (1, 2, 3, 4, 5)
-# name: (config, output folder when not the config's own, seed when not the config's own)
 RECIPES = {
-    "teacher": ("sst2_minilm.yaml", None),
-    "lora": ("sst2_minilm_lora.yaml", None),
-    "full_3_epochs": ("sst2_minilm_3ep.yaml", None),
-    "teacher_rerun": ("sst2_minilm.yaml", "runs/sst2_minilm_rerun"),
-    "lora_dora": ("sst2_minilm_lora_dora.yaml", None),
-    "lora_plus": ("sst2_minilm_loraplus.yaml", None),
-    "lora_plus_lr5e4": ("sst2_minilm_loraplus_lr5e4.yaml", None),
-    "lora_pooler": ("sst2_minilm_lora_pooler.yaml", None),
-    "teacher_fast_dropout": ("sst2_minilm.yaml", "runs/sst2_minilm_fastdrop"),
-    "teacher_ema": ("sst2_minilm_ema.yaml", None),
-    "teacher_llrd": ("sst2_minilm_llrd.yaml", None),
-    "teacher_llrd09": ("sst2_minilm_llrd09.yaml", None),
-    "teacher_born_again": ("distill_sst2_born_again.yaml", None),
-    **{f"teacher_seed{seed}": ("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
+    "teacher": Recipe("sst2_minilm.yaml"),
+    "lora": Recipe("sst2_minilm_lora.yaml"),
+    "full_3_epochs": Recipe("sst2_minilm_3ep.yaml"),
+    "teacher_rerun": Recipe("sst2_minilm.yaml", "runs/sst2_minilm_rerun"),
+    "lora_dora": Recipe("sst2_minilm_lora_dora.yaml"),
+    "lora_plus": Recipe("sst2_minilm_loraplus.yaml"),
+    "lora_plus_lr5e4": Recipe("sst2_minilm_loraplus_lr5e4.yaml"),
+    "lora_pooler": Recipe("sst2_minilm_lora_pooler.yaml"),
+    "teacher_fast_dropout": Recipe("sst2_minilm.yaml", "runs/sst2_minilm_fastdrop"),
+    "teacher_ema": Recipe("sst2_minilm_ema.yaml"),
+    "teacher_llrd": Recipe("sst2_minilm_llrd.yaml"),
+    "teacher_llrd09": Recipe("sst2_minilm_llrd09.yaml"),
+    "teacher_born_again": Recipe("distill_sst2_born_again.yaml"),
+    **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
 }
 # Recipes that distil the teacher into a model of its own size (a DistillConfig, read from distill_metrics.json).
 SELF_DISTILLED = {"teacher_born_again"}
@@ -101,7 +108,7 @@ def provenance(output_dir: Path, manifest: dict) -> dict:
 
 
 def self_distilled_result(name: str, train: bool) -> dict:
-    config_name = RECIPES[name][0]
+    config_name = RECIPES[name].config
     config = load_config(DistillConfig, ROOT / "configs" / config_name)
     output_dir = ROOT / config.output_dir
     if train and not (output_dir / "manifest.json").is_file():
@@ -132,11 +139,11 @@ def self_distilled_result(name: str, train: bool) -> dict:
 def recipe_result(name: str, train: bool) -> dict:
     if name in SELF_DISTILLED:
         return self_distilled_result(name, train)
-    config_name, output_override, *seed_override = RECIPES[name]
+    config_name, output_override, seed = RECIPES[name]
     config = load_config(FinetuneConfig, ROOT / "configs" / config_name)
     output_dir = ROOT / (output_override or config.output_dir)
-    if seed_override:
-        config.train.seed = seed_override[0]
+    if seed is not None:
+        config.train.seed = seed
     if train and not (output_dir / "manifest.json").is_file():
         from pipelines.finetune import run_finetune
 
@@ -167,7 +174,7 @@ def previous_runs(path: Path) -> dict[str, dict]:
 
 
 def finished(name: str) -> bool:
-    config_name, output_override = RECIPES[name][:2]
+    config_name, output_override, _ = RECIPES[name]
     config_class = DistillConfig if name in SELF_DISTILLED else FinetuneConfig
     output_dir = ROOT / (output_override or load_config(config_class, ROOT / "configs" / config_name).output_dir)
     return (output_dir / "manifest.json").is_file()
@@ -179,7 +186,7 @@ def best_accuracy(runs: dict[str, dict], method: str) -> float:
 
 def recipe_spread(runs: dict[str, dict]) -> dict:
     """Dev accuracy of every run of the teacher recipe's config (seeds, code versions): how far it moves."""
-    recipe = f"configs/{RECIPES['teacher'][0]}"
+    recipe = f"configs/{RECIPES['teacher'].config}"
     accuracies = {name: run["dev_accuracy"] for name, run in runs.items() if run["config"] == recipe}
     values = list(accuracies.values())
     return {"runs": accuracies, "mean": statistics.mean(values), "stdev": statistics.stdev(values),
