@@ -13,6 +13,7 @@ configs/sst2_minilm_lora_dora.yaml is that LoRA recipe with DoRA adapters, evalu
 configs/sst2_minilm_ema.yaml is the teacher recipe evaluated and published on a moving average of its weights;
 configs/sst2_minilm_llrd.yaml and sst2_minilm_llrd09.yaml are it with layer-wise learning-rate decay 0.8 and 0.9;
 configs/distill_sst2_born_again.yaml distils the teacher into a fresh all-MiniLM-L6-v2 of its own size;
+configs/sst2_minilm_lr1e4.yaml is the teacher recipe at learning rate 1e-4 instead of 5e-5;
 teacher_seed1 ... teacher_seed5 are the teacher recipe with seeds 1-5 (runs/sst2_minilm_seedN), and
 recipe_spread sums up every run of the recipe's config: how far seeds and code versions move it.
 Dev accuracy is on the 872 SST-2 dev sentences (the best checkpoint by dev accuracy is kept).
@@ -56,6 +57,7 @@ RECIPES = {
     "teacher_llrd": Recipe("sst2_minilm_llrd.yaml"),
     "teacher_llrd09": Recipe("sst2_minilm_llrd09.yaml"),
     "teacher_born_again": Recipe("distill_sst2_born_again.yaml"),
+    "teacher_lr1e4": Recipe("sst2_minilm_lr1e4.yaml"),
     **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
 }
 # Recipes that distil the teacher into a model of its own size (a DistillConfig, read from distill_metrics.json).
