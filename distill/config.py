@@ -73,6 +73,11 @@ class LossSettings:
 @dataclasses.dataclass
 class DistillSettings:
     teacher: str = dataclasses.field(default="runs/sst2_minilm", metadata={"help": "A fine-tuned model folder."})
+    extra_teachers: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata={"help": "More fine-tuned model folders with the teacher's labels: the student learns the mean of "
+                          "all teachers' softened probabilities (an ensemble teacher; cached logits only)."},
+    )
     teacher_mode: Literal["cached", "online"] = dataclasses.field(
         default="cached",
         metadata={"help": "cached: teacher logits computed once and stored; online: teacher run on every batch."},

@@ -22,7 +22,7 @@ from distill.student import (
     num_layers,
     student_from_teacher_layers,
 )
-from distill.teacher_logits import cached_teacher_logits
+from distill.teacher_logits import cached_teacher_logits, ensemble_logits
 from distill.trainer import TEACHER_PREFIX, DistillCollator, DistillTrainer, LayerPairs
 from pipelines import artifacts
 from pipelines.averaging import with_weight_average
@@ -46,6 +46,28 @@ class DistillResult:
     output_dir: Path
     metrics: dict
     wall_seconds: float
+
+
+@dataclass
+class Teacher:
+    path: Path
+    model: object
+    tokenizer: object
+
+
+def load_extra_teachers(teacher: str, paths: list[str], label_names: list[str]) -> list[Teacher]:
+    """The ensemble's other members, each refused unless its labels are the teacher's, in the same order."""
+    folders = [Path(p).resolve() for p in (teacher, *paths)]
+    if len(set(folders)) < len(folders):
+        raise UserError(f"distill.extra_teachers lists a teacher twice: {', '.join([teacher, *paths])}")
+    members = []
+    for path in paths:
+        model, tokenizer, labels = load_trained_classifier(path, role="extra teacher")
+        if labels != label_names:
+            raise UserError(f"extra teacher {path} has labels {', '.join(labels)}; the teacher has "
+                            f"{', '.join(label_names)} (the same names in the same order are needed)")
+        members.append(Teacher(Path(path), model, tokenizer))
+    return members
 
 
 @dataclass
@@ -152,6 +174,12 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     teacher, teacher_tokenizer, label_names = load_trained_classifier(config.distill.teacher, role="teacher")
+    online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
+    if config.distill.extra_teachers and (online_needed or config.distill.teacher_mode == "online"):
+        raise UserError("distill.extra_teachers needs distill.teacher_mode cached and no hidden-state or attention "
+                        "loss (an ensemble teaches through its averaged logits only)")
+    members = [Teacher(Path(config.distill.teacher), teacher, teacher_tokenizer),
+               *load_extra_teachers(config.distill.teacher, config.distill.extra_teachers, label_names)]
     data_settings = replace(config.data, label_names=label_names)
     data = prepare_data(data_settings, seed=config.train.seed)
     from transformers import set_seed
@@ -165,7 +193,6 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         raise UserError(f"loss.attention_weight needs a student with the teacher's "
                         f"{teacher.config.num_attention_heads} attention heads (this one has "
                         f"{student.config.num_attention_heads}); set loss.attention_weight to 0")
-    online_needed = config.loss.hidden_weight > 0 or config.loss.attention_weight > 0
     if online_needed and not same_tokenizer:
         raise UserError("hidden-state and attention losses need a student with the teacher's tokenizer "
                         "(student.layers or student.hidden_size), not student.model")
@@ -180,7 +207,6 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     args = training_arguments(config.train, output_dir / CHECKPOINTS)  # starts the process group under torchrun
     cache_dir = Path(config.distill.cache_dir) if config.distill.cache_dir else output_dir / artifacts.CACHE
     max_length = config.student.max_length
-    teacher_dir = Path(config.distill.teacher)
     with args.main_process_first(desc="output folder, tokenization and teacher logits"):
         if args.process_index == 0:
             artifacts.prepare_output_dir(output_dir, resume, overwrite, "distill", settings)
@@ -193,11 +219,13 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
         eval_ds = tokenize(data.eval, tokenizer, max_length, data.has_pair, cache_dir, "student-eval",
                            data.fingerprint)
         if teacher_mode == "cached":
-            cached = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, train_rows, data.has_pair,
-                                           max_length, cache_dir, "train", fingerprint,
-                                           tokenized=train_ds if same_tokenizer else None)
-            train_ds = train_ds.add_column("teacher_logits", cached.logits.tolist())
-            teacher_logits_computed = cached.computed
+            cached = [cached_teacher_logits(m.model, m.tokenizer, m.path, train_rows, data.has_pair, max_length,
+                                            cache_dir, "train", fingerprint,
+                                            tokenized=train_ds if m.tokenizer is tokenizer else None)
+                      for m in members]
+            soft_targets = ensemble_logits([c.logits for c in cached], config.loss.temperature)
+            train_ds = train_ds.add_column("teacher_logits", soft_targets.tolist())
+            teacher_logits_computed = any(c.computed for c in cached)
         else:
             teacher_logits_computed = None
             if not same_tokenizer:
@@ -246,9 +274,11 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     if hasattr(student, "distill_projections"):
         del student.distill_projections
     student.config.pad_token_id = tokenizer.pad_token_id
-    teacher_eval = cached_teacher_logits(teacher, teacher_tokenizer, teacher_dir, data.eval, data.has_pair,
-                                         max_length, cache_dir, "eval", data.fingerprint,
-                                         tokenized=eval_ds if same_tokenizer else None).logits
+    member_eval = [cached_teacher_logits(m.model, m.tokenizer, m.path, data.eval, data.has_pair, max_length,
+                                         cache_dir, "eval", data.fingerprint,
+                                         tokenized=eval_ds if m.tokenizer is tokenizer else None).logits
+                   for m in members]
+    teacher_eval = ensemble_logits(member_eval)  # an ensemble predicts by its mean probabilities
     student_eval = predict_logits(student, eval_ds, tokenizer, config.train.eval_batch_size)
     references = list(eval_ds[LABEL])
     student_metrics = classification_metrics(student_eval.argmax(-1), references, label_names)
@@ -258,20 +288,26 @@ def run_distill(config: DistillConfig, resume: bool = False, overwrite: bool = F
     student.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     texts = list(data.eval[TEXT])
-    latency = {
-        name: {f"latency_b{b}_ms": latency_ms(torch_backend(model, tok, max_length), texts, b) for b in (1, 32)}
-        for name, model, tok in (("teacher", teacher, teacher_tokenizer), ("student", student, tokenizer))
+    latency = {  # an ensemble teacher costs the sum of its members
+        name: {f"latency_b{b}_ms": sum(latency_ms(torch_backend(model, tok, max_length), texts, b)
+                                        for model, tok in models) for b in (1, 32)}
+        for name, models in (("teacher", [(m.model, m.tokenizer) for m in members]),
+                             ("student", [(student, tokenizer)]))
     }
     distill_metrics = {
         "teacher": {
-            "path": str(teacher_dir),
-            "parameters": sum(p.numel() for p in teacher.parameters()),
-            "size_mb": model_size_mb(teacher_dir),
+            "path": str(members[0].path),
+            "parameters": sum(p.numel() for m in members for p in m.model.parameters()),
+            "size_mb": sum(model_size_mb(m.path) for m in members),
             "layers": num_layers(teacher.config),
             "hidden_size": teacher.config.hidden_size,
             "dev_accuracy": teacher_metrics["accuracy"],
             "dev_macro_f1": teacher_metrics["macro_f1"],
             **latency["teacher"],
+            **({"members": [
+                {"path": str(m.path),
+                 "dev_accuracy": classification_metrics(logits.argmax(-1), references, label_names)["accuracy"]}
+                for m, logits in zip(members, member_eval, strict=True)]} if len(members) > 1 else {}),
         },
         "student": {
             "kind": config.student.kind(),

@@ -80,3 +80,17 @@ def cached_teacher_logits(model, tokenizer, teacher_dir: Path, texts, has_pair: 
     in_order = np.empty_like(logits)
     in_order[rows] = logits
     return TeacherLogits(logits=in_order, cache_file=cache_file, computed=computed)
+
+
+def ensemble_logits(member_logits: list[np.ndarray], temperature: float = 1.0) -> np.ndarray:
+    """Logits whose softmax at `temperature` is the mean of the members' softmaxes at that temperature.
+
+    T * log(mean_k softmax(z_k / T)): the soft loss, which takes softmax(logits / T), then learns exactly the
+    ensemble's averaged soft labels. One member comes back unchanged.
+    """
+    if len(member_logits) == 1:
+        return member_logits[0]
+    scaled = np.stack(member_logits).astype(np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=-1, keepdims=True)
+    return (temperature * np.log(probabilities.mean(axis=0))).astype(np.float32)

@@ -109,12 +109,16 @@ def distill_card(config, metrics: dict, distill_metrics: dict) -> str:
     table = ["| | teacher | student |", "|---|---|---|"]
     table += [f"| {key} | {fmt.format(teacher[key])} | {fmt.format(student[key])} |" for key, fmt in rows]
     evaluated = metrics["eval"]
+    source = f"`{teacher['path']}`"
+    if teacher.get("members"):  # an ensemble: its figures are the sum (size, latency) or mean-probability vote
+        source = f"an ensemble of {len(teacher['members'])} teachers\n\n" + "\n".join(
+            f"- `{m['path']}`: dev accuracy {m['dev_accuracy']:.4f}" for m in teacher["members"])
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
 ---
 
-# Student distilled from `{teacher["path"]}`
+# Student distilled from {source}
 
 Labels: {", ".join(f"`{n}`" for n in metrics["data"]["label_names"])}. Student: {_student_origin(student)}. \
 Loads with plain transformers:

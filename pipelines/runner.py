@@ -58,7 +58,12 @@ def stage_settings(config: PipelineConfig, stage: str) -> dict:
     if stage == "finetune":
         return to_dict(config.finetune_config())
     if stage == "distill":
-        return to_dict(config.distill_config())
+        settings = to_dict(config.distill_config())
+        if config.distill.extra_teachers:  # retrained extra teachers re-run it (the teacher is the stage upstream)
+            from distill.teacher_logits import teacher_identity
+
+            settings["extra_teacher_weights"] = [teacher_identity(Path(p)) for p in config.distill.extra_teachers]
+        return settings
     if stage == "explain":
         return to_dict(config.explain_config())
     if stage == "export":

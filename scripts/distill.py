@@ -3,6 +3,8 @@
     python scripts/distill.py --teacher runs/sst2_minilm --student-layers 3 --output-dir runs/student3 \
         --train-file data/sst2/train.tsv --eval-file data/sst2/dev.tsv --text-column sentence
     python scripts/distill.py --config configs/distill_sst2.yaml [flags override the YAML]
+    python scripts/distill.py --config configs/distill_sst2_born_again.yaml \
+        --extra-teachers runs/sst2_minilm_seed1,runs/sst2_minilm_seed2   # an ensemble teacher
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ OVERRIDES = {
     "output_dir": "output_dir",
     "teacher": "distill.teacher",
     "teacher_mode": "distill.teacher_mode",
+    "extra_teachers": "distill.extra_teachers",
     "augment_copies": "distill.augment_copies",
     "augment_min_words": "distill.augment_min_words",
     "student_layers": "student.layers",

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import sentiment_rows, write_csv
-from test_finetune import tiny_config
+from test_finetune import logits_of, tiny_config
 
 from distill.augment import augment_rows
 from distill.config import DistillConfig, DistillSettings, LossSettings, StudentSettings
 from distill.losses import attention_mse, hard_ce, hidden_mse, kd_loss, soft_kl
 from distill.stage import run_distill
 from distill.student import evenly_spaced, fresh_student, group_tops, student_from_teacher_layers
+from distill.teacher_logits import ensemble_logits
 from pipelines.config import DataSettings, TrainSettings
 from pipelines.errors import UserError
 from pipelines.finetune import run_finetune
@@ -177,6 +178,62 @@ def test_layer_student_end_to_end_and_cached_logits_reused(teacher_and_data, tmp
     assert second["teacher_logits"] == {"mode": "cached", "computed_this_run": False}
     assert cache_files[0].stat().st_mtime_ns == stamp
     assert second["student"]["dev_accuracy"] == pytest.approx(first["student"]["dev_accuracy"])
+
+
+def test_ensemble_logits_soften_to_the_members_mean_probabilities():
+    a = np.array([[2.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    b = np.array([[0.0, 4.0], [1.0, 1.0]], dtype=np.float32)
+    for temperature in (1.0, 2.0):
+        combined = torch.from_numpy(ensemble_logits([a, b], temperature)) / temperature
+        expected = (torch.from_numpy(a / temperature).softmax(-1) + torch.from_numpy(b / temperature).softmax(-1)) / 2
+        assert torch.allclose(combined.softmax(-1), expected, atol=1e-6)
+    assert ensemble_logits([a], 2.0) is a  # one teacher: its own logits, as before ensembles
+
+
+def test_ensemble_teacher_end_to_end(teacher_and_data, tmp_path, tiny_bert):
+    teacher, train, evaluation = teacher_and_data
+    second = tmp_path / "second"
+    run_finetune(tiny_config(tiny_bert, train, evaluation, second, method="full", max_steps=8, eval_steps=8, seed=7))
+    out = tmp_path / "student"
+    config = distill_config(teacher, train, evaluation, out, StudentSettings(layers=1, max_length=32),
+                            extra_teachers=[str(second)])
+    metrics = run_distill(config).metrics
+
+    lines = evaluation.read_text().splitlines()[1:]
+    texts, gold = [line.split(",")[0] for line in lines], np.array([line.split(",")[1] == "pos" for line in lines])
+    member_probabilities = [torch.from_numpy(logits_of(folder, texts)).softmax(-1).numpy()
+                            for folder in (teacher, second)]
+    members = metrics["teacher"]["members"]
+    assert [m["path"] for m in members] == [str(teacher), str(second)]
+    for member, probabilities in zip(members, member_probabilities, strict=True):
+        assert member["dev_accuracy"] == pytest.approx(np.mean((probabilities.argmax(-1) == 1) == gold))
+    vote = (member_probabilities[0] + member_probabilities[1]).argmax(-1) == 1  # labels sort as neg, pos
+    assert metrics["teacher"]["dev_accuracy"] == pytest.approx(np.mean(vote == gold))
+    from transformers import AutoModelForSequenceClassification
+
+    assert metrics["teacher"]["parameters"] == sum(
+        p.numel() for folder in (teacher, second)
+        for p in AutoModelForSequenceClassification.from_pretrained(folder).parameters())
+    assert len(list((out / "cache").glob("teacher-logits-train-*.arrow"))) == 2
+    assert "an ensemble of 2 teachers" in (out / "README.md").read_text()
+
+
+def test_ensemble_refusals(teacher_and_data, tmp_path, tiny_bert):
+    teacher, train, evaluation = teacher_and_data
+    relabelled = write_csv(tmp_path / "relabelled.csv",
+                           [(text, "good" if label == "pos" else "bad") for text, label in sentiment_rows(32, seed=3)])
+    other_labels = tmp_path / "other_labels"
+    run_finetune(tiny_config(tiny_bert, relabelled, None, other_labels, max_steps=2, eval_strategy="no"))
+    with pytest.raises(UserError, match="extra teacher .*other_labels has labels bad, good; the teacher has neg, pos"):
+        run_distill(distill_config(teacher, train, evaluation, tmp_path / "a", StudentSettings(layers=1),
+                                   extra_teachers=[str(other_labels)]))
+    with pytest.raises(UserError, match="extra_teachers needs distill.teacher_mode cached"):
+        run_distill(distill_config(teacher, train, evaluation, tmp_path / "b", StudentSettings(layers=1),
+                                   extra_teachers=[str(other_labels)], teacher_mode="online"))
+    with pytest.raises(UserError, match="lists a teacher twice"):
+        run_distill(distill_config(teacher, train, evaluation, tmp_path / "c", StudentSettings(layers=1),
+                                   extra_teachers=[str(teacher) + "/"]))
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 @pytest.mark.parametrize("mode", ["cached", "online"])

@@ -11,13 +11,13 @@ import pytest
 from conftest import ROOT
 from test_finetune import logits_of
 
-from distill.config import StudentSettings
+from distill.config import DistillSettings, StudentSettings
 from explain.config import ExplainConfig  # noqa: F401  (the pipeline builds one)
 from pipelines.config import DataSettings, LoraSettings, ModelSettings, TrainSettings, dump_yaml
 from pipelines.errors import UserError
 from pipelines.export import ExportSettings
 from pipelines.pipeline_config import ExplainSettings, PipelineConfig
-from pipelines.runner import run_pipeline
+from pipelines.runner import run_pipeline, stage_settings
 
 
 def tiny_pipeline(model, train, evaluation, run_dir) -> PipelineConfig:
@@ -34,6 +34,19 @@ def tiny_pipeline(model, train, evaluation, run_dir) -> PipelineConfig:
         explain=ExplainSettings(num_examples=3, max_evals=40, batch_size=64),
         export=ExportSettings(max_accuracy_drop=1.0, num_threads=1),  # random tiny models: int8 may flip labels
     )
+
+
+def test_distill_stage_key_follows_extra_teachers_weights(tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "config.json").write_text("{}")
+    (extra / "model.safetensors").write_bytes(b"first weights")
+    config = PipelineConfig(run_dir=str(tmp_path / "run"), distill=DistillSettings(extra_teachers=[str(extra)]))
+    before = stage_settings(config, "distill")
+    (extra / "model.safetensors").write_bytes(b"retrained weights")
+    assert stage_settings(config, "distill") != before
+    # without extra teachers the key is what it was before ensembles: finished runs are not re-run
+    assert "extra_teacher_weights" not in stage_settings(PipelineConfig(run_dir=str(tmp_path / "run")), "distill")
 
 
 def statuses(result) -> dict[str, str]:
