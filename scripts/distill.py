@@ -1,4 +1,4 @@
-"""Distill a fine-tuned teacher folder into a smaller, faster student.
+r"""Distill a fine-tuned teacher folder into a smaller, faster student.
 
     python scripts/distill.py --teacher runs/sst2_minilm --student-layers 3 --output-dir runs/student3 \
         --train-file data/sst2/train.tsv --eval-file data/sst2/dev.tsv --text-column sentence

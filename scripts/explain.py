@@ -1,4 +1,4 @@
-"""Explain a classifier's predictions (SHAP, LIME, integrated gradients), measure faithfulness, write a report.
+r"""Explain a classifier's predictions (SHAP, LIME, integrated gradients), measure faithfulness, write a report.
 
     python scripts/explain.py --model runs/sst2_minilm --input-file data/sst2/dev.tsv --text-column sentence \
         --num-examples 20 --output-dir runs/explain [--compare runs/sst2_student3] [--method shap,lime,ig]

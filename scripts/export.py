@@ -1,4 +1,4 @@
-"""Export a trained classifier to ONNX, with an int8 copy, behind a parity gate.
+r"""Export a trained classifier to ONNX, with an int8 copy, behind a parity gate.
 
     python scripts/export.py --model runs/sst2_minilm --output-dir runs/sst2_minilm_onnx [--quantize int8]
     python scripts/export.py --model runs/student --output-dir runs/student_onnx --eval-file dev.tsv \

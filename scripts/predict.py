@@ -1,4 +1,4 @@
-"""Label a file with a trained classifier: each row comes back in order with label, score and class probabilities.
+r"""Label a file with a trained classifier: each row comes back in order with label, score and class probabilities.
 
     python scripts/predict.py --model runs/sst2_minilm --input-file data/sst2/dev.tsv --text-column sentence \
         --output-file runs/dev_predictions.csv [--label-column label] [--top-k 2] [--batch-size 64]
