@@ -45,7 +45,7 @@ def test_distill_stage_key_follows_extra_teachers_weights(tmp_path):
     before = stage_settings(config, "distill")
     (extra / "model.safetensors").write_bytes(b"retrained weights")
     assert stage_settings(config, "distill") != before
-    # without extra teachers the key is what it was before ensembles: finished runs are not re-run
+    # without extra teachers no weights are read for the key
     assert "extra_teacher_weights" not in stage_settings(PipelineConfig(run_dir=str(tmp_path / "run")), "distill")
 
 
