@@ -98,9 +98,10 @@ NOTES = (
     "recipe with seeds 1-5: 0.9071, 0.9037, 0.8956, 0.8979, 0.8945; with the three seed-42 runs above, eight "
     "runs of the recipe average 0.9014 (standard deviation 0.0061, 0.8945-0.9094; recipe_spread). "
     "teacher_lr1e4 (commit 8297249, alone): the recipe at learning rate 1e-4, 0.9037 at step 3,250. "
-    "teacher_ensemble_distilled (commit a0e9d62, alone): a fresh all-MiniLM-L6-v2 distilled from the mean soft "
-    "labels of the teacher and teacher_seed1 ... 5 (their vote: 0.9083), 0.9014 at step 4,000; 983 of its "
-    "2,594 s computed the six teachers' logits. "
+    "teacher_ensemble_distilled (code of a0e9d62, trained before it was committed, so its manifest names "
+    "f7fb18b; alone): a fresh all-MiniLM-L6-v2 distilled from the mean soft labels of the teacher and "
+    "teacher_seed1 ... 5 (their vote: 0.9083), 0.9014 at step 4,000; 983 of its 2,594 s computed the six "
+    "teachers' logits. "
     "Checkpoints are selected on SST-2 dev, the set reported."
 )
 
