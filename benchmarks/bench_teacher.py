@@ -59,10 +59,11 @@ RECIPES = {
     "teacher_llrd09": Recipe("sst2_minilm_llrd09.yaml"),
     "teacher_born_again": Recipe("distill_sst2_born_again.yaml"),
     "teacher_lr1e4": Recipe("sst2_minilm_lr1e4.yaml"),
-    "teacher_ensemble_distilled": Recipe("distill_sst2_ensemble.yaml"),
     **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
+    "teacher_ensemble_distilled": Recipe("distill_sst2_ensemble.yaml"),  # after the seed runs it learns from
 }
-# Recipes that distil the teacher into a model of its own size (a DistillConfig, read from distill_metrics.json).
+# Recipes that distil the teacher (or its ensemble with the seed runs) into a model of its own size (a
+# DistillConfig, read from distill_metrics.json).
 SELF_DISTILLED = {"teacher_born_again", "teacher_ensemble_distilled"}
 # The LoRA run crashed while publishing, after training (train_runtime 3,054 s in runs/sst2_minilm_lora.log);
 # --resume finished it from its checkpoints, so its manifest times only the resume.
