@@ -139,6 +139,11 @@ class TrainSettings:
         metadata={"help": "Draw CPU dropout masks with numpy's SFC64 (seeded from torch; same rates, about 20% "
                           "faster LoRA steps); false: torch's own dropout."},
     )
+    dropout: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Rate of every dropout in the model being trained (LoRA's own: lora.dropout); unset: the "
+                          "model's own. The saved model keeps its own rates."},
+    )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
@@ -163,6 +168,8 @@ class TrainSettings:
             raise UserError(f"train.warmup must be >= 0, got {self.warmup}")
         if self.num_threads is not None:
             _require_positive("train.num_threads", self.num_threads)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UserError(f"train.dropout must lie in [0, 1), got {self.dropout}")
         if not 0 < self.layer_lr_decay <= 1:
             raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:

@@ -49,3 +49,18 @@ def use_fast_dropout(model: nn.Module) -> int:
                 setattr(module, name, FastDropout(child.p).train(child.training))
                 replaced += 1
     return replaced
+
+
+def set_dropout(model: nn.Module, p: float) -> int:
+    """Set the rate of every dropout in model to p (`nn.Dropout` modules, and the `attention_dropout` rates that
+    Llama-style attention keeps as numbers); returns how many were set. The config is left as it was, so a
+    saved model, and a student cut from it, keeps the architecture's own rates."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+            count += 1
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+            count += 1
+    return count

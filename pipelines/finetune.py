@@ -175,6 +175,11 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
 
     set_seed(config.train.seed)
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
+    if config.train.dropout is not None:  # before LoRA, whose dropout is lora.dropout
+        from pipelines.dropout import set_dropout
+
+        log.info("dropout %g in %d places (train.dropout)", config.train.dropout,
+                 set_dropout(model, config.train.dropout))
     if config.lora.method == "lora":
         model = add_lora(model, config)
     if config.train.fast_dropout:

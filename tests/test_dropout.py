@@ -77,3 +77,24 @@ def test_use_fast_dropout_replaces_every_dropout_and_keeps_eval_outputs(tiny_ber
     torch.manual_seed(1)
     with torch.no_grad():
         assert not torch.equal(model(**batch).logits, before)
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_gpt2", "tiny_llama"])
+def test_set_dropout_reaches_every_dropout_and_leaves_the_config(request, model_fixture):
+    from transformers import AutoModelForSequenceClassification
+
+    from pipelines.dropout import set_dropout
+
+    model = AutoModelForSequenceClassification.from_pretrained(request.getfixturevalue(model_fixture), num_labels=2)
+    model.config.pad_token_id = model.config.pad_token_id or 0
+    before = model.config.to_dict()
+    assert set_dropout(model, 0.6) > 0
+    rates = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    rates += [m.attention_dropout for m in model.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
+    assert rates and set(rates) == {0.6}
+    assert model.config.to_dict() == before
+    set_dropout(model, 0.0)
+    model.train()
+    ids = torch.randint(3, 20, (4, 9))
+    with torch.no_grad():  # nothing random is left in a training-mode forward, attention included
+        assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)

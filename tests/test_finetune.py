@@ -138,6 +138,29 @@ def test_loraplus_trains_b_matrices_faster(tiny_bert, sentiment_files, tmp_path)
         LoraSettings(loraplus_lr_ratio=0.5)
 
 
+def test_train_dropout_sets_the_model_rates_but_not_lora_nor_the_saved_config(tiny_bert, sentiment_files, tmp_path):
+    from torch import nn
+    from transformers import TrainerCallback
+
+    class Rates(TrainerCallback):
+        seen: dict = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            for name, module in model.named_modules():
+                if isinstance(module, nn.Dropout):
+                    Rates.seen.setdefault("lora" if "lora_dropout" in name else "model", set()).add(module.p)
+
+    train, evaluation = sentiment_files
+    config = tiny_config(tiny_bert, train, evaluation, tmp_path / "out", max_steps=2, eval_strategy="no", dropout=0.0)
+    config.lora.dropout = 0.2
+    run_finetune(config, callbacks=[Rates()])
+    assert Rates.seen == {"model": {0.0}, "lora": {0.2}}
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == saved["attention_probs_dropout_prob"] == 0.1
+    with pytest.raises(UserError, match=r"train.dropout must lie in \[0, 1\), got 1.0"):
+        TrainSettings(dropout=1.0)
+
+
 def test_unknown_module_to_save_is_refused_before_training(tiny_bert, sentiment_files, tmp_path):
     train, evaluation = sentiment_files
     config = tiny_config(tiny_bert, train, evaluation, tmp_path / "out")
