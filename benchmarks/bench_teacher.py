@@ -15,6 +15,7 @@ configs/sst2_minilm_llrd.yaml and sst2_minilm_llrd09.yaml are it with layer-wise
 configs/distill_sst2_born_again.yaml distils the teacher into a fresh all-MiniLM-L6-v2 of its own size;
 configs/distill_sst2_ensemble.yaml does the same from the ensemble of the teacher and teacher_seed1 ... 5;
 configs/sst2_minilm_lr1e4.yaml is the teacher recipe at learning rate 1e-4 instead of 5e-5;
+configs/sst2_minilm_dropout0.yaml is it without dropout (the GPU sweep's lead after one epoch);
 teacher_seed1 ... teacher_seed5 are the teacher recipe with seeds 1-5 (runs/sst2_minilm_seedN), and
 recipe_spread sums up every run of the recipe's config: how far seeds and code versions move it.
 Dev accuracy is on the 872 SST-2 dev sentences (the best checkpoint by dev accuracy is kept).
@@ -59,6 +60,7 @@ RECIPES = {
     "teacher_llrd09": Recipe("sst2_minilm_llrd09.yaml"),
     "teacher_born_again": Recipe("distill_sst2_born_again.yaml"),
     "teacher_lr1e4": Recipe("sst2_minilm_lr1e4.yaml"),
+    "teacher_dropout0": Recipe("sst2_minilm_dropout0.yaml"),
     **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
     "teacher_ensemble_distilled": Recipe("distill_sst2_ensemble.yaml"),  # after the seed runs it learns from
 }
@@ -99,6 +101,9 @@ NOTES = (
     "recipe with seeds 1-5: 0.9071, 0.9037, 0.8956, 0.8979, 0.8945; with the three seed-42 runs above, eight "
     "runs of the recipe average 0.9014 (standard deviation 0.0061, 0.8945-0.9094; recipe_spread). "
     "teacher_lr1e4 (commit 8297249, alone): the recipe at learning rate 1e-4, 0.9037 at step 3,250. "
+    "teacher_dropout0 (commit b1dba54, alone): the recipe with train.dropout 0, the one setting of the GPU sweep "
+    "(teacher_sweep_gpu.json) ahead of the recipe when its runs were cut after 1.07 epochs; here too it led early "
+    "(0.8956 at step 1,250, 0.9025 at 2,000, the recorded run: 0.8704 and 0.8807) and ended level: 0.9025. "
     "teacher_ensemble_distilled (code of a0e9d62, trained before it was committed, so its manifest names "
     "f7fb18b; alone): a fresh all-MiniLM-L6-v2 distilled from the mean soft labels of the teacher and "
     "teacher_seed1 ... 5 (their vote: 0.9083), 0.9014 at step 4,000; 983 of its 2,594 s computed the six "
