@@ -45,6 +45,7 @@ OVERRIDES = {
     "num_threads": "train.num_threads",
     "bf16": "train.bf16",
     "fast_dropout": "train.fast_dropout",
+    "dropout": "train.dropout",
     "layer_lr_decay": "train.layer_lr_decay",
     "weight_average_decay": "train.weight_average_decay",
 }
