@@ -43,6 +43,8 @@ EVAL_EXAMPLES = 8000  # the recipe evaluates every 250 steps of 32
 
 @dataclasses.dataclass
 class Setting:
+    """One fine-tuning setting; the defaults are the teacher recipe (configs/sst2_minilm.yaml)."""
+
     name: str
     epochs: float = 2.0
     learning_rate: float = 5e-5
@@ -128,8 +130,9 @@ def load_split(data: dict, split: str, remap: np.ndarray):
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, generator) -> list[np.ndarray]:
-    """transformers' length grouping (mega-batches of 50 batches sorted longest first), batches shuffled,
-    the longest first and a short last one last: `pipelines.sampling.shuffled_length_grouped_indices`."""
+    """Length-grouped batches in shuffled order, as `pipelines.sampling.shuffled_length_grouped_indices` makes
+    them (mega-batches of 50 batches sorted longest first, batches shuffled, the longest batch first and a
+    short last one last); not the same draws."""
     import torch
 
     permutation = torch.randperm(len(lengths), generator=generator).numpy()
