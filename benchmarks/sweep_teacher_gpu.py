@@ -304,49 +304,52 @@ def train_group(inputs: Path, weights: Path, settings: list[Setting], seeds: lis
         return correct / len(dev_y)
 
     started, step, history = time.perf_counter(), 0, [dict() for _ in settings]
-    log = open(log_path, "w")
-    while step < totals[0]:
-        for rows in length_grouped_batches(train_len, batch_size, generator):
-            keep = sum(total > step for total in totals)
-            rows_t = torch.from_numpy(rows).to(device)
-            width = int(train_len[rows].max())
-            ids = gpu_ids[rows_t, :width]
-            mask = torch.arange(width, device=device)[None, :] < gpu_len[rows_t][:, None]
-            logits = forward(params, ids, mask, keep, dropout, layers, heads)
-            logp = logits.log_softmax(-1)
-            nll = -logp.gather(-1, gpu_y[rows_t].view(1, -1, 1).expand(keep, -1, 1)).squeeze(-1)
-            eps_ls = smoothing[:keep, None]
-            loss = ((1 - eps_ls) * nll - eps_ls * logp.mean(-1)).mean(1).sum()
-            grads = torch.autograd.grad(loss, [params[n] for n in names])
-            with torch.no_grad():  # per model: clip the gradient norm at 1, then torch's fused AdamW per group
-                per_model = dict(zip(names, (g.unbind(0) for g in grads), strict=True))
-                norms = torch.stack(torch._foreach_norm([per_model[n][m] for m in range(keep) for n in names]))
-                norms = norms.view(keep, len(names)).pow(2).sum(1).sqrt()
-                unclip = (norms + 1e-6).clamp(min=1.0)  # the fused step divides gradients by it
-                update_count += 1
-                for m in range(keep):
-                    rate = settings[m].learning_rate * schedule(settings[m], step, totals[m])
-                    for decay, scale, group, weights_m, averages_m, squares_m in optimizer_groups[m]:
-                        torch._fused_adamw_(weights_m, [per_model[n][m] for n in group], averages_m, squares_m, [],
-                                            [update_count] * len(group), lr=rate * scale, beta1=0.9, beta2=0.999,
-                                            weight_decay=decay, eps=1e-8, amsgrad=False, maximize=False,
-                                            grad_scale=unclip[m:m + 1])
-            step += 1
-            if step % eval_every == 0 or step in totals:
-                accuracy = evaluate(keep)
-                for m in range(keep):
-                    if step % eval_every == 0 or step == totals[m]:
-                        history[m][step] = float(accuracy[m])
-                        best = max(history[m], key=lambda s, h=history[m]: (h[s], -s))
-                        log.write(json.dumps({"name": settings[m].name, "seed": seeds[m], "step": step,
-                                              "total": totals[m], "accuracy": float(accuracy[m]),
-                                              "best": history[m][best], "best_step": best,
-                                              "seconds": round(time.perf_counter() - started, 1),
-                                              "setting": dataclasses.asdict(settings[m])}) + "\n")
-                log.flush()
-            if step >= totals[0]:
-                break
-    log.close()
+
+    def record(keep: int, log) -> None:
+        """Evaluate the active models and log those due: every eval_every steps and at a run's last step."""
+        accuracy = evaluate(keep)
+        for m in range(keep):
+            if step % eval_every == 0 or step == totals[m]:
+                history[m][step] = float(accuracy[m])
+                best = max(history[m], key=lambda s, h=history[m]: (h[s], -s))
+                log.write(json.dumps({"name": settings[m].name, "seed": seeds[m], "step": step, "total": totals[m],
+                                      "accuracy": float(accuracy[m]), "best": history[m][best], "best_step": best,
+                                      "seconds": round(time.perf_counter() - started, 1),
+                                      "setting": dataclasses.asdict(settings[m])}) + "\n")
+        log.flush()
+
+    with open(log_path, "w") as log:
+        while step < totals[0]:
+            for rows in length_grouped_batches(train_len, batch_size, generator):
+                keep = sum(total > step for total in totals)
+                rows_t = torch.from_numpy(rows).to(device)
+                width = int(train_len[rows].max())
+                ids = gpu_ids[rows_t, :width]
+                mask = torch.arange(width, device=device)[None, :] < gpu_len[rows_t][:, None]
+                logits = forward(params, ids, mask, keep, dropout, layers, heads)
+                logp = logits.log_softmax(-1)
+                nll = -logp.gather(-1, gpu_y[rows_t].view(1, -1, 1).expand(keep, -1, 1)).squeeze(-1)
+                eps_ls = smoothing[:keep, None]
+                loss = ((1 - eps_ls) * nll - eps_ls * logp.mean(-1)).mean(1).sum()
+                grads = torch.autograd.grad(loss, [params[n] for n in names])
+                with torch.no_grad():  # per model: clip the gradient norm at 1, then torch's fused AdamW per group
+                    per_model = dict(zip(names, (g.unbind(0) for g in grads), strict=True))
+                    norms = torch.stack(torch._foreach_norm([per_model[n][m] for m in range(keep) for n in names]))
+                    norms = norms.view(keep, len(names)).pow(2).sum(1).sqrt()
+                    unclip = (norms + 1e-6).clamp(min=1.0)  # the fused step divides gradients by it
+                    update_count += 1
+                    for m in range(keep):
+                        rate = settings[m].learning_rate * schedule(settings[m], step, totals[m])
+                        for decay, scale, group, weights_m, averages_m, squares_m in optimizer_groups[m]:
+                            torch._fused_adamw_(weights_m, [per_model[n][m] for n in group], averages_m, squares_m,
+                                                [], [update_count] * len(group), lr=rate * scale, beta1=0.9,
+                                                beta2=0.999, weight_decay=decay, eps=1e-8, amsgrad=False,
+                                                maximize=False, grad_scale=unclip[m:m + 1])
+                step += 1
+                if step % eval_every == 0 or step in totals:
+                    record(keep, log)
+                if step >= totals[0]:
+                    break
     return params
 
 
