@@ -144,6 +144,11 @@ class TrainSettings:
         metadata={"help": "Rate of every dropout in the model being trained (LoRA's own: lora.dropout); unset: the "
                           "model's own. The saved model keeps its own rates."},
     )
+    rdrop_alpha: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "R-Drop: each batch trains twice under two dropout masks and the loss adds this weight "
+                          "times the two predictions' symmetric KL divergence (steps cost about 2x); 0: off."},
+    )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
@@ -170,6 +175,8 @@ class TrainSettings:
             _require_positive("train.num_threads", self.num_threads)
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UserError(f"train.dropout must lie in [0, 1), got {self.dropout}")
+        if self.rdrop_alpha < 0:
+            raise UserError(f"train.rdrop_alpha must be >= 0, got {self.rdrop_alpha}")
         if not 0 < self.layer_lr_decay <= 1:
             raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:

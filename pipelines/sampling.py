@@ -1,5 +1,6 @@
 """Length-grouped training batches in shuffled order, and the Trainer that uses them (and evaluates the
-weight average of `pipelines.averaging` when one is kept).
+weight average of `pipelines.averaging` when one is kept, and trains with the R-Drop loss of `pipelines.rdrop`
+when asked).
 
 transformers' `LengthGroupedSampler` cuts a random permutation into mega-batches of up to 50 batches and
 sorts each one by length, longest first. Padding shrinks, but the batches then arrive in descending
@@ -19,6 +20,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from pipelines.averaging import WeightAverage
+from pipelines.rdrop import rdrop_step_loss
 
 
 def shuffled_length_grouped_indices(lengths: list[int], batch_size: int,
@@ -43,8 +45,21 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 
 
 class LengthGroupedTrainer(Trainer):
-    """A Trainer whose `group_by_length` batches come in shuffled order and whose evaluations run on the
-    averaged weights when a `WeightAverage` callback is among its callbacks."""
+    """A Trainer whose `group_by_length` batches come in shuffled order, whose evaluations run on the
+    averaged weights when a `WeightAverage` callback is among its callbacks, and whose training loss is
+    R-Drop's when `rdrop_alpha` > 0."""
+
+    def __init__(self, *args, rdrop_alpha: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rdrop_alpha = rdrop_alpha
+        if rdrop_alpha:
+            self.loss_is_scaled_for_ga = False  # a per-batch mean, as the model's own loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not (self.rdrop_alpha and model.training and "labels" in inputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = rdrop_step_loss(model, inputs, self.rdrop_alpha)
+        return (loss, outputs) if return_outputs else loss
 
     def evaluate(self, *args, **kwargs):
         average = next((c for c in self.callback_handler.callbacks if isinstance(c, WeightAverage)), None)

@@ -46,6 +46,7 @@ OVERRIDES = {
     "bf16": "train.bf16",
     "fast_dropout": "train.fast_dropout",
     "dropout": "train.dropout",
+    "rdrop_alpha": "train.rdrop_alpha",
     "layer_lr_decay": "train.layer_lr_decay",
     "weight_average_decay": "train.weight_average_decay",
 }
