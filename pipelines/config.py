@@ -184,12 +184,36 @@ class TrainSettings:
 
 
 @dataclasses.dataclass
+class AdaptSettings:
+    epochs: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "Task-adaptive pretraining before fine-tuning: epochs of masked-word (BERT-style) or "
+                          "next-token (GPT-style) training on the training texts; 0: off."},
+    )
+    learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "Its peak learning rate."})
+    mask_probability: float = dataclasses.field(
+        default=0.15, metadata={"help": "Share of tokens masked (BERT-style models)."}
+    )
+    save_steps: int = dataclasses.field(default=500, metadata={"help": "Steps between its checkpoints."})
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise UserError(f"adapt.epochs must be >= 0, got {self.epochs}")
+        if self.learning_rate <= 0:
+            raise UserError(f"adapt.learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0 < self.mask_probability < 1:
+            raise UserError(f"adapt.mask_probability must lie in (0, 1), got {self.mask_probability}")
+        _require_positive("adapt.save_steps", self.save_steps)
+
+
+@dataclasses.dataclass
 class FinetuneConfig:
     output_dir: str = dataclasses.field(default="runs/finetune", metadata={"help": "Folder for the model."})
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
     data: DataSettings = dataclasses.field(default_factory=DataSettings)
     lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
     train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+    adapt: AdaptSettings = dataclasses.field(default_factory=AdaptSettings)
 
     def __post_init__(self) -> None:
         if self.lora.method == "lora" and self.lora.loraplus_lr_ratio is not None and self.train.layer_lr_decay < 1:

@@ -173,6 +173,11 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     from pipelines.averaging import with_weight_average
     from pipelines.sampling import LengthGroupedTrainer
 
+    if config.adapt.epochs > 0:  # the classifier starts from the model adapted to the training texts
+        from pipelines.adapt import ADAPT, adapt_language_model
+
+        source = adapt_language_model(source, tokenizer, train_ds, config, checkpoint_dir / ADAPT, data.fingerprint,
+                                      resume)
     set_seed(config.train.seed)
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.train.dropout is not None:  # before LoRA, whose dropout is lora.dropout

@@ -20,6 +20,13 @@ def _confusion_table(confusion: dict) -> str:
     return "\n".join(lines)
 
 
+def adapted(config: FinetuneConfig) -> str:
+    if not config.adapt.epochs:
+        return ""
+    return (f" Before fine-tuning, the base model went on with its pretraining objective (masked words or the next "
+            f"token) on the training texts for {config.adapt.epochs:g} epochs (task-adaptive pretraining).")
+
+
 def finetune_card(config: FinetuneConfig, metrics: dict) -> str:
     evaluated, data, train = metrics["eval"], metrics["data"], metrics["train"]
     method = (
@@ -67,7 +74,7 @@ Confusion matrix:
 
 {train["global_step"]} steps ({train["epochs"]:.2f} epochs) in {train["train_runtime"]:.0f} s, \
 final training loss {train["train_loss"]:.4f}. Trained parameters: {metrics["parameters"]["trained"]:,} \
-of {metrics["parameters"]["total"]:,}.{averaged_weights(config.train)}
+of {metrics["parameters"]["total"]:,}.{averaged_weights(config.train)}{adapted(config)}
 
 ```yaml
 {dump_yaml(config).strip()}

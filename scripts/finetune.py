@@ -47,6 +47,8 @@ OVERRIDES = {
     "fast_dropout": "train.fast_dropout",
     "dropout": "train.dropout",
     "rdrop_alpha": "train.rdrop_alpha",
+    "adapt_epochs": "adapt.epochs",
+    "adapt_learning_rate": "adapt.learning_rate",
     "layer_lr_decay": "train.layer_lr_decay",
     "weight_average_decay": "train.weight_average_decay",
 }
