@@ -147,7 +147,7 @@ class TrainSettings:
     rdrop_alpha: float = dataclasses.field(
         default=0.0,
         metadata={"help": "R-Drop: each batch trains twice under two dropout masks and the loss adds this weight "
-                          "times the two predictions' symmetric KL divergence (steps cost about 2x); 0: off."},
+                          "times the two predictions' symmetric KL divergence (steps cost up to 2x); 0: off."},
     )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
