@@ -114,3 +114,8 @@ class DistillConfig:
     train: TrainSettings = dataclasses.field(
         default_factory=lambda: TrainSettings(epochs=1.0, learning_rate=1e-4, eval_strategy="epoch")
     )
+
+    def __post_init__(self) -> None:
+        for key in ("rdrop_alpha", "dropout"):
+            if getattr(self.train, key):
+                raise UserError(f"train.{key} applies to fine-tuning only; distillation does not use it")

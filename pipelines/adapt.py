@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipelines import artifacts
 from pipelines.config import FinetuneConfig, to_dict
+from pipelines.errors import UserError
 from pipelines.evaluation import MODEL_INPUTS
 from pipelines.models import ModelSource, check_weights
 
@@ -45,8 +46,31 @@ def is_masked_lm(model_type: str) -> bool:
 
 
 def adaptation_record(config: FinetuneConfig, source: ModelSource, data_fingerprint: str) -> dict:
+    """What an adapted model depends on: a finished one is reused only while all of it is the same."""
     return {"model": source.location, "data": data_fingerprint, "adapt": to_dict(config.adapt),
-            "max_length": config.model.max_length, "seed": config.train.seed}
+            "max_length": config.model.max_length, "train": to_dict(config.train)}
+
+
+def check_base_fits(base, language_model, name: str) -> None:
+    """Refuse, before any training, a model whose language-model body does not load back into its base model
+    (all weights but a BERT-style pooler, which the masked-LM model lacks and the base keeps)."""
+    base_keys, adapted_keys = set(base.state_dict()), set(language_model.base_model.state_dict())
+    missing = sorted(key for key in base_keys - adapted_keys if not key.startswith("pooler."))
+    unexpected = sorted(adapted_keys - base_keys)
+    if missing or unexpected:
+        raise UserError(f"adapt: {name}'s language model does not map onto its base model (missing "
+                        f"{', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}); "
+                        "set adapt.epochs 0")
+
+
+def release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: FinetuneConfig, folder: Path,
@@ -80,10 +104,17 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
 
     set_seed(train.seed)
     trust = config.model.trust_remote_code
+    safetensors_only = None if source.kind == "hub" else True
     masked = is_masked_lm(AutoConfig.from_pretrained(source.location, trust_remote_code=trust).model_type)
     model_class = AutoModelForMaskedLM if masked else AutoModelForCausalLM
-    language_model = model_class.from_pretrained(source.location, trust_remote_code=trust,
-                                                 use_safetensors=None if source.kind == "hub" else True)
+    language_model, loading = model_class.from_pretrained(source.location, trust_remote_code=trust,
+                                                          use_safetensors=safetensors_only, output_loading_info=True)
+    if loading["missing_keys"]:
+        log.info("%d weights of %s's language-model head are not in its checkpoint (a sentence-embedding model has "
+                 "none): they start fresh", len(loading["missing_keys"]), source.name)
+    base = AutoModel.from_pretrained(source.location, trust_remote_code=trust, use_safetensors=safetensors_only)
+    check_base_fits(base, language_model, source.name)
+    del base
     if not masked:
         language_model.config.pad_token_id = tokenizer.pad_token_id
     # masks from torch's global generator: seeded by the Trainer and restored with a checkpoint's RNG state
@@ -97,12 +128,8 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
     trainer.train(resume_from_checkpoint=checkpoint)
 
     if trainer.is_world_process_zero():
-        base = AutoModel.from_pretrained(source.location, trust_remote_code=trust,
-                                         use_safetensors=None if source.kind == "hub" else True)
-        missing, unexpected = base.load_state_dict(language_model.base_model.state_dict(), strict=False)
-        if unexpected or any(not name.startswith("pooler.") for name in missing):
-            raise RuntimeError(f"adapted weights do not fit the base model: missing {missing}, "
-                               f"unexpected {unexpected}")
+        base = AutoModel.from_pretrained(source.location, trust_remote_code=trust, use_safetensors=safetensors_only)
+        base.load_state_dict(language_model.base_model.state_dict(), strict=False)  # keys checked before training
         shutil.rmtree(model_dir, ignore_errors=True)
         base.save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
@@ -110,4 +137,6 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
         artifacts.write_json(model_dir / DONE, record)
         shutil.rmtree(folder / artifacts.CHECKPOINTS, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
+    del trainer, language_model  # the optimizer state goes with the trainer before the classifier trains
+    release_memory()
     return ModelSource(name=str(model_dir), location=str(model_dir), kind="local")

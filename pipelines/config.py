@@ -216,6 +216,10 @@ class FinetuneConfig:
     adapt: AdaptSettings = dataclasses.field(default_factory=AdaptSettings)
 
     def __post_init__(self) -> None:
+        no_lora_dropout = self.lora.method == "full" or self.lora.dropout == 0
+        if self.train.rdrop_alpha and self.train.dropout == 0 and no_lora_dropout:
+            raise UserError("train.rdrop_alpha needs dropout: with train.dropout 0 (and no LoRA dropout) both passes "
+                            "agree and R-Drop only costs time")
         if self.lora.method == "lora" and self.lora.loraplus_lr_ratio is not None and self.train.layer_lr_decay < 1:
             raise UserError("lora.loraplus_lr_ratio and train.layer_lr_decay each set their own learning rates; "
                             "use one of them")

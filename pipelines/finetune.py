@@ -120,6 +120,7 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
+        average_tokens_across_devices=False,  # losses are per-batch means: no scaling by the number of processes
         dataloader_num_workers=0,
         bf16=train.bf16,
         disable_tqdm=False,
@@ -178,6 +179,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
 
         source = adapt_language_model(source, tokenizer, train_ds, config, checkpoint_dir / ADAPT, data.fingerprint,
                                       resume)
+    adapted = time.perf_counter()
     set_seed(config.train.seed)
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.train.dropout is not None:  # before LoRA, whose dropout is lora.dropout
@@ -215,7 +217,8 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
 
     try:
         metrics = save_classifier(trainer, tokenizer, data, eval_ds, config, output_dir, train_output,
-                                  timings={"prepare": prepared - started, "train": trained - prepared},
+                                  timings={"prepare": prepared - started, "adapt": adapted - prepared,
+                                           "train": trained - adapted},
                                   started=started)
     except OSError as err:
         raise UserError(f"saving the model to {output_dir} failed ({err.strerror or err}); nothing was published "
@@ -230,9 +233,10 @@ def save_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: Fin
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     staging = artifacts.staging_dir(output_dir)
     try:
-        if config.lora.method == "lora":
+        if config.lora.method == "lora" and not config.adapt.epochs:  # else its base is the adapted model
             model.save_pretrained(staging / "adapter", safe_serialization=True)
             artifacts.write_json(staging / "adapter" / "label_names.json", data.label_names)
+        if config.lora.method == "lora":
             model = model.merge_and_unload()
         model.config.pad_token_id = tokenizer.pad_token_id
         logits = predict_logits(model, eval_ds, tokenizer, config.train.eval_batch_size)

@@ -20,6 +20,15 @@ def _confusion_table(confusion: dict) -> str:
     return "\n".join(lines)
 
 
+def adapter_note(config: FinetuneConfig) -> str:
+    if config.lora.method != "lora":
+        return "All weights were trained (full fine-tuning)."
+    if config.adapt.epochs:
+        return ("No LoRA adapter is kept: it applies to the base model adapted to the training texts, which lives "
+                "on only merged into this folder.")
+    return "The LoRA adapter is kept in `adapter/` (peft)."
+
+
 def adapted(config: FinetuneConfig) -> str:
     if not config.adapt.epochs:
         return ""
@@ -52,7 +61,7 @@ from transformers import pipeline
 classify = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")
 ```
 
-The LoRA adapter is kept in `adapter/` (peft) where LoRA was used.
+{adapter_note(config)}
 
 ## Data
 

@@ -6,8 +6,8 @@ the two predicted distributions to their cross-entropy:
 
 It makes the sub-networks that dropout samples agree, which the paper reports lifts GLUE fine-tuning
 (BERT-base, alpha 0.1-1.0). The two passes are one forward of the batch stacked on itself (twice the rows,
-one call), so a step costs more than a plain one
-(1.5x for full fine-tuning of all-MiniLM-L6-v2 on SST-2, batch 32, 2 CPU cores). Evaluation and prediction are unchanged.
+one call): a step costs 1.5x a plain one for full fine-tuning of all-MiniLM-L6-v2 on SST-2 (batch 32, 2 CPU
+cores). Evaluation and prediction are unchanged.
 """
 
 from __future__ import annotations

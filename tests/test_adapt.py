@@ -30,11 +30,11 @@ def adaptation_inputs(model_dir, sentiment_files, tmp_path, **adapt):
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
-    return {name.removeprefix("bert.").removeprefix("model."): tensor
+    return {name.removeprefix("bert.").removeprefix("model.").removeprefix("transformer."): tensor
             for name, tensor in load_file(folder / "model.safetensors").items()}
 
 
-@pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
 def test_adaptation_trains_the_encoder_and_keeps_the_pooler(request, model_fixture, sentiment_files, tmp_path):
     base = request.getfixturevalue(model_fixture)
     config, source, tokenizer, train_ds, fingerprint = adaptation_inputs(base, sentiment_files, tmp_path)
@@ -42,21 +42,24 @@ def test_adaptation_trains_the_encoder_and_keeps_the_pooler(request, model_fixtu
 
     before, after = weights(base), weights(tmp_path / "adapt" / "model")
     shared = [name for name in after if name in before]
-    assert "embeddings.word_embeddings.weight" in shared or "embed_tokens.weight" in shared
+    assert len(shared) == len(after) - ("lm_head.weight" in after)  # every weight of the base model saved
     changed = [name for name in shared if not torch.equal(before[name], after[name])]
-    assert any("layer" in name for name in changed)  # the transformer blocks learned
+    assert len(changed) > len(shared) / 2  # the transformer blocks learned
     assert not any(name.startswith(("cls.", "lm_head")) for name in after)  # a plain base model, no LM head
-    for name in (n for n in after if n.startswith("pooler.")):
+    poolers = [name for name in after if name.startswith("pooler.")]
+    assert bool(poolers) == (model_fixture == "tiny_bert")
+    for name in poolers:
         assert torch.equal(before[name], after[name])  # the masked-LM model has no pooler: kept as it was
     assert not (tmp_path / "adapt" / "checkpoints").exists()
     assert json.loads((tmp_path / "adapt" / "model" / DONE).read_text())["adapt"]["epochs"] == 2
 
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(adapted.location, num_labels=2)
-    assert torch.equal(model.base_model.embeddings.word_embeddings.weight if hasattr(model.base_model, "embeddings")
-                       else model.base_model.embed_tokens.weight,
-                       after.get("embeddings.word_embeddings.weight", after.get("embed_tokens.weight")))
+    model, loading = AutoModelForSequenceClassification.from_pretrained(adapted.location, num_labels=2,
+                                                                        output_loading_info=True)
+    assert all(key.startswith(("classifier", "score")) for key in loading["missing_keys"])
+    embeddings = model.get_input_embeddings().weight
+    assert any(torch.equal(embeddings, after[name]) for name in changed if after[name].shape == embeddings.shape)
 
 
 def test_finished_adaptation_is_reused_and_an_interrupted_one_resumes(tiny_bert, sentiment_files, tmp_path,
@@ -101,7 +104,12 @@ def test_finetune_with_adaptation_publishes_a_plain_classifier(tiny_bert, sentim
     run_finetune(plain)
     out = tmp_path / "out"
     assert not (out / "checkpoints").exists()
-    assert "task-adaptive pretraining" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "task-adaptive pretraining" in card
+    assert not (out / "adapter").exists() and "No LoRA adapter is kept" in card  # its base is gone with checkpoints/
+    assert (tmp_path / "plain" / "adapter").is_dir()
+    timings = json.loads((out / "manifest.json").read_text())["timings_seconds"]
+    assert timings["adapt"] > 0 and timings["train"] > 0
     texts = ["the film was superb", "boring and sad"]
     assert not (logits_of(out, texts) == logits_of(tmp_path / "plain", texts)).all()
     labels = {row["label"] for row in pipeline("text-classification", model=str(out))(texts)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_finetune import tiny_config
@@ -9,7 +11,7 @@ from test_finetune import tiny_config
 from pipelines.config import TrainSettings
 from pipelines.errors import UserError
 from pipelines.finetune import run_finetune
-from pipelines.rdrop import rdrop_loss
+from pipelines.rdrop import rdrop_loss, rdrop_step_loss
 
 
 def test_rdrop_loss_is_the_mean_cross_entropy_plus_alpha_times_the_symmetric_kl():
@@ -24,6 +26,24 @@ def test_rdrop_loss_is_the_mean_cross_entropy_plus_alpha_times_the_symmetric_kl(
                                                                           .item(), rel=1e-5)
     assert rdrop_loss(first, first, labels, 5.0).item() == pytest.approx(
         torch.nn.functional.cross_entropy(first, labels).item(), rel=1e-6)
+
+
+def test_rdrop_step_loss_feeds_the_batch_twice_and_scores_each_half():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)  # what the two passes of 3 rows give: rows 0-2, then rows 0-2 again
+
+    class TwoPasses(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            assert input_ids.shape[0] == 6 and torch.equal(input_ids[:3], input_ids[3:])
+            return SequenceClassifierOutput(logits=logits)
+
+    inputs = {"input_ids": torch.arange(12).view(3, 4), "attention_mask": torch.ones(3, 4),
+              "labels": torch.tensor([0, 1, 2])}
+    loss, outputs = rdrop_step_loss(TwoPasses(), inputs, 0.3)
+    assert loss.item() == pytest.approx(rdrop_loss(logits[:3], logits[3:], inputs["labels"], 0.3).item())
+    assert torch.equal(outputs.logits, logits[:3])
 
 
 @pytest.fixture
@@ -77,17 +97,33 @@ def test_trainer_rdrop_adds_the_disagreement_of_two_dropout_masks(trainer_and_ba
 def test_finetune_trains_with_rdrop_each_step_and_evaluates_plainly(tiny_bert, sentiment_files, tmp_path, monkeypatch):
     import pipelines.sampling
 
-    calls = []
+    calls, losses = [], []
     original = pipelines.sampling.rdrop_step_loss
 
     def counting(model, inputs, alpha):
         calls.append((alpha, model.training))
-        return original(model, inputs, alpha)
+        loss, outputs = original(model, inputs, alpha)
+        losses.append(loss.item())
+        return loss, outputs
 
     monkeypatch.setattr(pipelines.sampling, "rdrop_step_loss", counting)
     train, evaluation = sentiment_files
     run_finetune(tiny_config(tiny_bert, train, evaluation, tmp_path / "out", max_steps=4, eval_steps=2,
-                             rdrop_alpha=0.5))
+                             logging_steps=1, rdrop_alpha=0.5))
     assert calls == [(0.5, True)] * 4
+    logged = [entry["loss"] for entry in json.loads((tmp_path / "out" / "training_log.json").read_text())
+              if "loss" in entry]
+    assert logged == pytest.approx(losses, rel=1e-4)  # the loss trained on is R-Drop's
     with pytest.raises(UserError, match="train.rdrop_alpha must be >= 0, got -1"):
         TrainSettings(rdrop_alpha=-1)
+
+
+def test_rdrop_is_refused_without_dropout_and_in_distillation():
+    from distill.config import DistillConfig
+    from pipelines.config import FinetuneConfig, LoraSettings
+
+    with pytest.raises(UserError, match="train.rdrop_alpha needs dropout"):
+        FinetuneConfig(lora=LoraSettings(method="full"), train=TrainSettings(rdrop_alpha=1.0, dropout=0.0))
+    FinetuneConfig(lora=LoraSettings(method="lora", dropout=0.1), train=TrainSettings(rdrop_alpha=1.0, dropout=0.0))
+    with pytest.raises(UserError, match="train.rdrop_alpha applies to fine-tuning only"):
+        DistillConfig(train=TrainSettings(rdrop_alpha=1.0))
