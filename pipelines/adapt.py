@@ -113,8 +113,7 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
         log.info("%d weights of %s's language-model head are not in its checkpoint (a sentence-embedding model has "
                  "none): they start fresh", len(loading["missing_keys"]), source.name)
     base = AutoModel.from_pretrained(source.location, trust_remote_code=trust, use_safetensors=safetensors_only)
-    check_base_fits(base, language_model, source.name)
-    del base
+    check_base_fits(base, language_model, source.name)  # before any training; the same model takes the result
     if not masked:
         language_model.config.pad_token_id = tokenizer.pad_token_id
     # masks from torch's global generator: seeded by the Trainer and restored with a checkpoint's RNG state
@@ -128,8 +127,7 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
     trainer.train(resume_from_checkpoint=checkpoint)
 
     if trainer.is_world_process_zero():
-        base = AutoModel.from_pretrained(source.location, trust_remote_code=trust, use_safetensors=safetensors_only)
-        base.load_state_dict(language_model.base_model.state_dict(), strict=False)  # keys checked before training
+        base.load_state_dict(language_model.base_model.state_dict(), strict=False)  # a BERT pooler stays the original
         shutil.rmtree(model_dir, ignore_errors=True)
         base.save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
@@ -137,6 +135,6 @@ def adapt_language_model(source: ModelSource, tokenizer, train_ds, config: Finet
         artifacts.write_json(model_dir / DONE, record)
         shutil.rmtree(folder / artifacts.CHECKPOINTS, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    del trainer, language_model  # the optimizer state goes with the trainer before the classifier trains
+    del trainer, language_model, base  # the optimizer state goes with the trainer before the classifier trains
     release_memory()
     return ModelSource(name=str(model_dir), location=str(model_dir), kind="local")
