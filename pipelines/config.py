@@ -149,6 +149,11 @@ class TrainSettings:
         metadata={"help": "R-Drop: each batch trains twice under two dropout masks and the loss adds this weight "
                           "times the two predictions' symmetric KL divergence (steps cost up to 2x); 0: off."},
     )
+    sam_rho: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "Sharpness-aware minimisation: each step takes its gradient again with the weights moved "
+                          "this far (L2) up the first gradient, and updates with that (steps cost 2x); 0: off."},
+    )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
@@ -177,6 +182,8 @@ class TrainSettings:
             raise UserError(f"train.dropout must lie in [0, 1), got {self.dropout}")
         if self.rdrop_alpha < 0:
             raise UserError(f"train.rdrop_alpha must be >= 0, got {self.rdrop_alpha}")
+        if self.sam_rho < 0:
+            raise UserError(f"train.sam_rho must be >= 0, got {self.sam_rho}")
         if not 0 < self.layer_lr_decay <= 1:
             raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:

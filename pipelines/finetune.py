@@ -204,6 +204,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         callbacks=with_weight_average(callbacks, config.train),
         optimizers=(build_optimizer(model, config, args), None),
         rdrop_alpha=config.train.rdrop_alpha,
+        sam_rho=config.train.sam_rho,
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:

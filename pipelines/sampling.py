@@ -1,6 +1,6 @@
 """Length-grouped training batches in shuffled order, and the Trainer that uses them (and evaluates the
 weight average of `pipelines.averaging` when one is kept, and trains with the R-Drop loss of `pipelines.rdrop`
-when asked).
+and the sharpness-aware steps of `pipelines.sam` when asked).
 
 transformers' `LengthGroupedSampler` cuts a random permutation into mega-batches of up to 50 batches and
 sorts each one by length, longest first. Padding shrinks, but the batches then arrive in descending
@@ -21,6 +21,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from pipelines.averaging import WeightAverage
 from pipelines.rdrop import rdrop_step_loss
+from pipelines.sam import ascended
 
 
 def shuffled_length_grouped_indices(lengths: list[int], batch_size: int,
@@ -47,11 +48,13 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 class LengthGroupedTrainer(Trainer):
     """A Trainer whose `group_by_length` batches come in shuffled order, whose evaluations run on the
     averaged weights when a `WeightAverage` callback is among its callbacks, and whose training loss is
-    R-Drop's when `rdrop_alpha` > 0."""
+    R-Drop's when `rdrop_alpha` > 0, and whose steps are sharpness-aware when `sam_rho` > 0 (the gradient taken
+    again with the weights moved `sam_rho` up the first one; the loss reported is the first)."""
 
-    def __init__(self, *args, rdrop_alpha: float = 0.0, **kwargs):
+    def __init__(self, *args, rdrop_alpha: float = 0.0, sam_rho: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.rdrop_alpha = rdrop_alpha
+        self.sam_rho = sam_rho
         if rdrop_alpha:
             self.loss_is_scaled_for_ga = False  # a per-batch mean, as the model's own loss
 
@@ -60,6 +63,13 @@ class LengthGroupedTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, outputs = rdrop_step_loss(model, inputs, self.rdrop_alpha)
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, dict(inputs), num_items_in_batch)
+        if self.sam_rho:
+            with ascended(model, self.sam_rho):
+                super().training_step(model, dict(inputs), num_items_in_batch)
+        return loss
 
     def evaluate(self, *args, **kwargs):
         average = next((c for c in self.callback_handler.callbacks if isinstance(c, WeightAverage)), None)

@@ -47,6 +47,7 @@ OVERRIDES = {
     "fast_dropout": "train.fast_dropout",
     "dropout": "train.dropout",
     "rdrop_alpha": "train.rdrop_alpha",
+    "sam_rho": "train.sam_rho",
     "adapt_epochs": "adapt.epochs",
     "adapt_learning_rate": "adapt.learning_rate",
     "layer_lr_decay": "train.layer_lr_decay",
