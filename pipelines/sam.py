@@ -6,8 +6,10 @@ distance rho up their own gradient:
 
 so training seeks weights whose whole neighbourhood has a low loss (flat minima), which the paper and later
 work on language models (Bahri et al., 2022) report generalises better. The norm is over all trainable
-weights together. A step costs two forward and backward passes (2x on CPU); dropout draws new masks for the
-second. Evaluation and prediction are unchanged.
+weights together. A step costs two forward and backward passes (1.8-1.9x a plain one for full fine-tuning of
+all-MiniLM-L6-v2 on SST-2, 2 CPU cores); dropout draws new masks for the second. It assumes the gradients
+start each step at zero (no gradient accumulation, which the stages do not use). Evaluation and prediction are
+unchanged.
 """
 
 from __future__ import annotations
