@@ -154,6 +154,11 @@ class TrainSettings:
         metadata={"help": "Sharpness-aware minimisation: each step takes its gradient again with the weights moved "
                           "this far (L2) up the first gradient, and updates with that (steps cost 2x); 0: off."},
     )
+    sam_adaptive: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Adaptive SAM (ASAM): the move scaled by each weight's size (|w| + 0.01), sam_rho its "
+                          "length in those units (typically about ten times SAM's rho)."},
+    )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
@@ -184,6 +189,8 @@ class TrainSettings:
             raise UserError(f"train.rdrop_alpha must be >= 0, got {self.rdrop_alpha}")
         if self.sam_rho < 0:
             raise UserError(f"train.sam_rho must be >= 0, got {self.sam_rho}")
+        if self.sam_adaptive and not self.sam_rho:
+            raise UserError("train.sam_adaptive needs train.sam_rho > 0 (the size of the adaptive move)")
         if not 0 < self.layer_lr_decay <= 1:
             raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:

@@ -205,6 +205,7 @@ def run_finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         optimizers=(build_optimizer(model, config, args), None),
         rdrop_alpha=config.train.rdrop_alpha,
         sam_rho=config.train.sam_rho,
+        sam_adaptive=config.train.sam_adaptive,
     )
     checkpoint = last_checkpoint(checkpoint_dir) if resume else None
     if resume and checkpoint is None:

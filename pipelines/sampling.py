@@ -49,12 +49,15 @@ class LengthGroupedTrainer(Trainer):
     """A Trainer whose `group_by_length` batches come in shuffled order, whose evaluations run on the
     averaged weights when a `WeightAverage` callback is among its callbacks, and whose training loss is
     R-Drop's when `rdrop_alpha` > 0, and whose steps are sharpness-aware when `sam_rho` > 0 (the gradient taken
-    again with the weights moved `sam_rho` up the first one; the loss reported is the first)."""
+    again with the weights moved `sam_rho` up the first one, relative to their size when `sam_adaptive`; the loss
+    reported is the first)."""
 
-    def __init__(self, *args, rdrop_alpha: float = 0.0, sam_rho: float = 0.0, **kwargs):
+    def __init__(self, *args, rdrop_alpha: float = 0.0, sam_rho: float = 0.0, sam_adaptive: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.rdrop_alpha = rdrop_alpha
         self.sam_rho = sam_rho
+        self.sam_adaptive = sam_adaptive
         if rdrop_alpha:
             self.loss_is_scaled_for_ga = False  # a per-batch mean, as the model's own loss
 
@@ -67,7 +70,7 @@ class LengthGroupedTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, dict(inputs), num_items_in_batch)
         if self.sam_rho:
-            with ascended(model, self.sam_rho):
+            with ascended(model, self.sam_rho, self.sam_adaptive):
                 super().training_step(model, dict(inputs), num_items_in_batch)
         return loss
 

@@ -9,7 +9,7 @@ from test_finetune import tiny_config
 from pipelines.config import TrainSettings
 from pipelines.errors import UserError
 from pipelines.finetune import run_finetune
-from pipelines.sam import ascended
+from pipelines.sam import ADAPTIVE_ETA, ascended
 
 
 def test_ascended_moves_the_weights_rho_up_the_gradient_and_puts_them_back():
@@ -30,6 +30,25 @@ def test_ascended_moves_the_weights_rho_up_the_gradient_and_puts_them_back():
         model(torch.ones(1, 4)).sum().backward()  # the gradient taken up there is kept
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
     assert model[0].weight.grad is not None
+
+
+def test_adaptive_move_is_rho_long_relative_to_each_weights_size():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        model.weight[0] *= 10  # a row ten times larger moves about a hundred times further (|w|^2)
+    model(torch.randn(5, 4)).square().sum().backward()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    scale = {name: p.abs() + ADAPTIVE_ETA for name, p in before.items()}
+    scaled = {name: p.grad * scale[name] for name, p in model.named_parameters()}
+    norm = torch.sqrt(sum(g.square().sum() for g in scaled.values()))
+    with ascended(model, 0.5, adaptive=True):
+        moved = {name: p.detach() - before[name] for name, p in model.named_parameters()}
+        relative = torch.sqrt(sum((m / scale[name]).square().sum() for name, m in moved.items()))
+        assert relative.item() == pytest.approx(0.5, rel=1e-5)
+        for name, move in moved.items():
+            assert torch.allclose(move, 0.5 * scale[name] * scaled[name] / norm, atol=1e-7)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
 
 
 def test_ascended_needs_a_gradient():
@@ -79,14 +98,18 @@ def test_finetune_takes_a_sharpness_aware_step_each_step(tiny_bert, sentiment_fi
     rhos = []
     original = pipelines.sampling.ascended
 
-    def counting(model, rho):
-        rhos.append(rho)
-        return original(model, rho)
+    def counting(model, rho, adaptive):
+        rhos.append((rho, adaptive))
+        return original(model, rho, adaptive)
 
     monkeypatch.setattr(pipelines.sampling, "ascended", counting)
     train, evaluation = sentiment_files
     run_finetune(tiny_config(tiny_bert, train, evaluation, tmp_path / "out", max_steps=3, eval_steps=3, sam_rho=0.05))
-    assert rhos == [0.05] * 3
+    assert rhos == [(0.05, False)] * 3
+    rhos.clear()
+    run_finetune(tiny_config(tiny_bert, train, evaluation, tmp_path / "asam", max_steps=2, eval_steps=2, sam_rho=0.5,
+                             sam_adaptive=True))
+    assert rhos == [(0.5, True)] * 2
 
 
 def test_sam_rho_is_checked_and_refused_in_distillation():
@@ -94,5 +117,7 @@ def test_sam_rho_is_checked_and_refused_in_distillation():
 
     with pytest.raises(UserError, match="train.sam_rho must be >= 0, got -0.1"):
         TrainSettings(sam_rho=-0.1)
+    with pytest.raises(UserError, match="train.sam_adaptive needs train.sam_rho > 0"):
+        TrainSettings(sam_adaptive=True)
     with pytest.raises(UserError, match="train.sam_rho applies to fine-tuning only"):
         DistillConfig(train=TrainSettings(sam_rho=0.05))
