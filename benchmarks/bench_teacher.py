@@ -73,6 +73,10 @@ RECIPES = {
     "teacher_adapt": Recipe("sst2_minilm_adapt.yaml"),
     "teacher_sam": Recipe("sst2_minilm_sam.yaml"),
     "teacher_sam_seed1": Recipe("sst2_minilm_sam.yaml", "runs/sst2_minilm_sam_seed1", 1),
+    "teacher_sam_seed2": Recipe("sst2_minilm_sam.yaml", "runs/sst2_minilm_sam_seed2", 2),
+    "teacher_sam01": Recipe("sst2_minilm_sam01.yaml"),
+    "teacher_sam01_seed1": Recipe("sst2_minilm_sam01.yaml", "runs/sst2_minilm_sam01_seed1", 1),
+    "teacher_asam": Recipe("sst2_minilm_asam.yaml"),
     **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
     "teacher_ensemble_distilled": Recipe("distill_sst2_ensemble.yaml"),  # after the seed runs it learns from
 }
