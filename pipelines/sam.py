@@ -14,9 +14,8 @@ weight's size, so that rescaling a layer does not change its sharpness: with T =
 (the move divided by T has length rho; its rho is typically about ten times SAM's).
 
 A step costs two forward and backward passes (1.8-1.9x a plain one for full fine-tuning of all-MiniLM-L6-v2
-on SST-2, 2 CPU cores); dropout draws new masks for the second. It assumes the gradients
-start each step at zero (no gradient accumulation, which the stages do not use). Evaluation and prediction are
-unchanged.
+on SST-2, 2 CPU cores); dropout draws new masks for the second. It assumes the gradients start each step at
+zero (no gradient accumulation, which the stages do not use). Evaluation and prediction are unchanged.
 """
 
 from __future__ import annotations
@@ -38,13 +37,13 @@ def ascended(model: torch.nn.Module, rho: float, adaptive: bool = False) -> Iter
     if not params:
         raise RuntimeError("sharpness-aware step without gradients: run the first backward pass before it")
     with torch.no_grad():
-        scales = [p.detach().float().abs() + ADAPTIVE_ETA if adaptive else None for p in params]
-        directions = [p.grad.float() if t is None else p.grad.float() * t for p, t in zip(params, scales, strict=True)]
+        scales = [p.detach().float().abs() + ADAPTIVE_ETA if adaptive else 1.0 for p in params]
+        directions = [p.grad.float() * t for p, t in zip(params, scales, strict=True)]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d) for d in directions]))
+        factor = rho / (norm + 1e-12)
         originals = [p.detach().clone() for p in params]
         for param, direction, t in zip(params, directions, scales, strict=True):
-            move = direction * (rho / (norm + 1e-12))
-            param.add_((move if t is None else move * t).to(param.dtype))
+            param.add_((direction * factor * t).to(param.dtype))
             param.grad = None
     try:
         yield
