@@ -116,6 +116,6 @@ class DistillConfig:
     )
 
     def __post_init__(self) -> None:
-        for key in ("rdrop_alpha", "sam_rho", "dropout"):
+        for key in ("rdrop_alpha", "sam_rho", "dropout", "label_smoothing"):
             if getattr(self.train, key):
                 raise UserError(f"train.{key} applies to fine-tuning only; distillation does not use it")

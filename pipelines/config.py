@@ -159,6 +159,11 @@ class TrainSettings:
         metadata={"help": "Adaptive SAM (ASAM): the move scaled by each weight's size (|w| + 0.01), sam_rho its "
                           "length in those units (typically about ten times SAM's rho)."},
     )
+    label_smoothing: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "Label smoothing: the loss's target puts this share of its weight evenly on all labels "
+                          "(transformers' label_smoothing_factor); 0: one-hot targets."},
+    )
     layer_lr_decay: float = dataclasses.field(
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay: each layer learns at this factor of the rate of the "
@@ -191,6 +196,11 @@ class TrainSettings:
             raise UserError(f"train.sam_rho must be >= 0, got {self.sam_rho}")
         if self.sam_adaptive and not self.sam_rho:
             raise UserError("train.sam_adaptive needs train.sam_rho > 0 (the size of the adaptive move)")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"train.label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.rdrop_alpha:
+            raise UserError("train.label_smoothing and train.rdrop_alpha cannot be combined (R-Drop computes its own "
+                            "loss); set one of them to 0")
         if not 0 < self.layer_lr_decay <= 1:
             raise UserError(f"train.layer_lr_decay must lie in (0, 1], got {self.layer_lr_decay}")
         if not 0 <= self.weight_average_decay < 1:

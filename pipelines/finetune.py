@@ -101,6 +101,7 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
         per_device_eval_batch_size=train.eval_batch_size,
         learning_rate=train.learning_rate,
         weight_decay=train.weight_decay,
+        label_smoothing_factor=train.label_smoothing,
         warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
         lr_scheduler_type=train.lr_scheduler,
         seed=train.seed,

@@ -49,6 +49,7 @@ OVERRIDES = {
     "rdrop_alpha": "train.rdrop_alpha",
     "sam_rho": "train.sam_rho",
     "sam_adaptive": "train.sam_adaptive",
+    "label_smoothing": "train.label_smoothing",
     "adapt_epochs": "adapt.epochs",
     "adapt_learning_rate": "adapt.learning_rate",
     "layer_lr_decay": "train.layer_lr_decay",
