@@ -82,6 +82,7 @@ RECIPES = {
     "teacher_sam003": Recipe("sst2_minilm_sam003.yaml"),
     "teacher_label_smoothing": Recipe("sst2_minilm_ls.yaml"),
     "teacher_sam_label_smoothing": Recipe("sst2_minilm_sam_ls.yaml"),
+    "teacher_sam_label_smoothing_seed1": Recipe("sst2_minilm_sam_ls.yaml", "runs/sst2_minilm_sam_ls_seed1", 1),
     **{f"teacher_seed{seed}": Recipe("sst2_minilm.yaml", f"runs/sst2_minilm_seed{seed}", seed) for seed in SEEDS},
     "teacher_ensemble_distilled": Recipe("distill_sst2_ensemble.yaml"),  # after the seed runs it learns from
 }
@@ -89,8 +90,10 @@ RECIPES = {
 # DistillConfig, read from distill_metrics.json).
 SELF_DISTILLED = {"teacher_born_again", "teacher_ensemble_distilled"}
 # The LoRA run crashed while publishing, after training (train_runtime 3,054 s in runs/sst2_minilm_lora.log);
-# --resume finished it from its checkpoints, so its manifest times only the resume.
-TRAIN_SECONDS_BEFORE_RESUME = {"lora": 3054.0}
+# --resume finished it from its checkpoints, so its manifest times only the resume. The SAM + label smoothing
+# seed-1 run was stopped at step 2,920 by a session's end and resumed from step 2,750, reached after 1,746 s
+# (runs/logs/sam_ls_seed1.log).
+TRAIN_SECONDS_BEFORE_RESUME = {"lora": 3054.0, "teacher_sam_label_smoothing_seed1": 1746.0}
 NOTES = (
     "The teacher recipe (2 epochs, evaluation every 250 steps) ran alone on the 2 cores, at commit c0a810a, "
     "when length-grouped batches came in transformers' order (each mega-batch longest to shortest); its model "
@@ -157,7 +160,14 @@ NOTES = (
     "SAM at rho 0.03 0.9060 (step 2,750; second-half mean 0.9025), as rho 0.05; the recipe with label smoothing "
     "0.1 0.9014 (step 4,000; 0.8907), ahead early (0.8945 at step 1,000) and at the recipe's level after; SAM "
     "rho 0.05 with label smoothing 0.1 0.9094 (step 3,000; 0.9009), level with the recorded recipe's best, "
-    "793 of 872. One more epoch of the label-smoothing model on the 14,729 training rows of 15 words or more, "
+    "793 of 872; its seed 1 (teacher_sam_label_smoothing_seed1, alone, 2 threads, stopped at step 2,920 by a "
+    "session's end and resumed from step 2,750 in the next) 0.9025 (step 2,500; second-half mean 0.9000), so the "
+    "six SAM runs at rho 0.03-0.05 give 0.9025-0.9094 (mean 0.9061). Uniform weight averages of the finished SAM "
+    "and label-smoothing models (model soups, benchmarks/weight_soup.py, results/teacher_soups.json: sam_ls + "
+    "sam003 0.9037, + ls 0.9060, sam_ls + ls 0.9037, sam003 + ls 0.8968, sam_ls + its seed 1 + sam003 0.9071) "
+    "and of the seed-1 run's checkpoints from step 2,500 to 4,000 (0.9002; 3,000-4,000: 0.8979; "
+    "results/teacher_checkpoint_average.json) landed below their best members. "
+    "One more epoch of the label-smoothing model on the 14,729 training rows of 15 words or more, "
     "lr 1e-5 (runs/stage2_long_from_ls, not a recipe here): 0.8876-0.9014 at every 50 steps, no gain. "
     "teacher_ensemble_distilled (code of a0e9d62, trained before it was committed, so its manifest names "
     "f7fb18b; alone): a fresh all-MiniLM-L6-v2 distilled from the mean soft labels of the teacher and "
@@ -295,9 +305,11 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'recipe':<26} {'config':<40} {'dev acc':>8} {'2nd half':>9} {'macro-F1':>9} {'wall s':>8} {'steps':>6}")
+    width = max(map(len, runs))
+    print(f"{'recipe':<{width}} {'config':<40} {'dev acc':>8} {'2nd half':>9} {'macro-F1':>9} {'wall s':>8} "
+          f"{'steps':>6}")
     for name, run in runs.items():
-        print(f"{name:<26} {run['config']:<40} {run['dev_accuracy']:>8.4f} {run['second_half_mean']:>9.4f} "
+        print(f"{name:<{width}} {run['config']:<40} {run['dev_accuracy']:>8.4f} {run['second_half_mean']:>9.4f} "
               f"{run['dev_macro_f1']:>9.4f} {run['wall_seconds']:>8.0f} {run['steps']:>6}")
     print(f"wrote {out}")
 
