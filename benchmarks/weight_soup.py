@@ -17,14 +17,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipelines.backends import TorchBackend, load_backend  # noqa: E402
 from pipelines.data import read_frame  # noqa: E402
+from pipelines.predict import label_ids, predict_texts, texts_of  # noqa: E402
 
 
 def weights_of(member: Path) -> dict[str, torch.Tensor]:
@@ -38,16 +40,11 @@ def uniform_average(members: list[Path]) -> dict[str, torch.Tensor]:
     return {name: sum(state[name].float() for state in states) / len(states) for name in states[0]}
 
 
-@torch.no_grad()
-def accuracy(model, tokenizer, texts: list[str], labels: list[int], batch_size: int = 64) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=128,
-                          return_tensors="pt")
-        predicted = model(**batch).logits.argmax(-1)
-        correct += int((predicted == torch.tensor(labels[start:start + batch_size])).sum())
-    return correct / len(texts)
+def accuracy(backend: TorchBackend, weights: dict[str, torch.Tensor], texts: list[str], gold: np.ndarray) -> float:
+    """Dev accuracy of the backend's model with `weights` loaded into it."""
+    backend.model.load_state_dict(weights)
+    logits, _ = predict_texts(backend, texts, None, batch_size=64)
+    return float((logits.argmax(-1) == gold).mean())
 
 
 def main() -> None:
@@ -60,21 +57,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results json")
     args = parser.parse_args()
     frame = read_frame(args.eval_file)
-    texts, labels = list(frame[args.text_column]), [int(label) for label in frame[args.label_column]]
+    texts = texts_of(frame, args.text_column, str(args.eval_file))
     alone: dict[str, float] = {}
     soups = []
     for members in args.soup:
         base = args.base or members[0]
         if base.suffix == ".safetensors":
             raise SystemExit("error: checkpoint files need --base MODEL_DIR (architecture and tokenizer)")
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForSequenceClassification.from_pretrained(base)
+        backend = load_backend(base)
+        gold = label_ids(list(frame[args.label_column]), backend.label_names, str(args.eval_file))
         for member in members:
             if str(member) not in alone:
-                model.load_state_dict(weights_of(member))
-                alone[str(member)] = accuracy(model, tokenizer, texts, labels)
-        model.load_state_dict(uniform_average(members))
-        soups.append({"members": [str(m) for m in members], "dev_accuracy": accuracy(model, tokenizer, texts, labels),
+                alone[str(member)] = accuracy(backend, weights_of(member), texts, gold)
+        soups.append({"members": [str(m) for m in members],
+                      "dev_accuracy": accuracy(backend, uniform_average(members), texts, gold),
                       "best_member": max(alone[str(m)] for m in members)})
         print(f"{soups[-1]['dev_accuracy']:.4f} (best member {soups[-1]['best_member']:.4f})  "
               f"{' + '.join(map(str, members))}")
