@@ -13,6 +13,7 @@ label-smoothing teachers and of one run's late checkpoints (notes in bench_teach
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ from pipelines.data import read_frame  # noqa: E402
 from pipelines.predict import label_ids, predict_texts, texts_of  # noqa: E402
 
 
+@functools.cache
 def weights_of(member: Path) -> dict[str, torch.Tensor]:
+    """A member's weights, read once however many soups it is in."""
     return load_file(member if member.suffix == ".safetensors" else member / "model.safetensors")
 
 
@@ -45,6 +48,12 @@ def accuracy(backend: TorchBackend, weights: dict[str, torch.Tensor], texts: lis
     backend.model.load_state_dict(weights)
     logits, _ = predict_texts(backend, texts, None, batch_size=64)
     return float((logits.argmax(-1) == gold).mean())
+
+
+@functools.cache
+def backend_of(base: Path) -> TorchBackend:
+    """The model (architecture, tokenizer, labels) the soups of `base` are loaded into, loaded once."""
+    return load_backend(base)
 
 
 def main() -> None:
@@ -64,7 +73,7 @@ def main() -> None:
         base = args.base or members[0]
         if base.suffix == ".safetensors":
             raise SystemExit("error: checkpoint files need --base MODEL_DIR (architecture and tokenizer)")
-        backend = load_backend(base)
+        backend = backend_of(base)
         gold = label_ids(list(frame[args.label_column]), backend.label_names, str(args.eval_file))
         for member in members:
             if str(member) not in alone:
