@@ -22,13 +22,16 @@ run: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py --config configs/smoke.yaml
 
+# The layers (pyproject.toml's import-linter contracts) first: a wrong import fails in seconds.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not real_model"
 
-# About 1.5 hours on 2 cores: the teacher recipes are trained first if runs/ lacks them.
+# Hours on 2 cores: the teacher recipes are trained first if runs/ lacks them.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_finetune.py
 	$(BIN)/python benchmarks/bench_teacher.py

@@ -6,7 +6,7 @@
    covers tokenizing and the model, not loading or file I/O) over `transformers.pipeline("text-classification",
    model=DIR, batch_size=32)` called on the same 872 sentences (model loaded before the timer). Best of 3 each.
    The default precision is auto (bf16 autocast where the CPU has native bf16); fp32 is measured as well.
-2. The teacher and the 3-layer student through `pipelines.export.run_export` (every int8 recipe measured,
+2. The teacher and the 3-layer student through `export.stage.run_export` (every int8 recipe measured,
    the most quantized one within 0.5 point of accuracy kept): size, latency at batch 1 and 32 (tokenization
    included, median), dev accuracy, agreement with the PyTorch teacher. Latency is measured again for each
    model and format in fresh processes, one model per process as where it is deployed, and the median of
@@ -51,7 +51,7 @@ def script_rows_per_second(model: Path, repeats: int, precision: str) -> tuple[f
 
 
 def fresh_process_latency(folder: Path, variant: str, threads: int, processes: int) -> dict:
-    """Median over `processes` fresh Python processes of pipelines.export.measure_latencies for one model."""
+    """Median over `processes` fresh Python processes of export.stage.measure_latencies for one model."""
     runs = []
     for _ in range(processes):
         run = subprocess.run([sys.executable, __file__, "--latency-of", str(folder), variant, str(threads)],
@@ -63,8 +63,8 @@ def fresh_process_latency(folder: Path, variant: str, threads: int, processes: i
 def print_latency_of(folder: str, variant: str, threads: str) -> None:
     import pandas as pd
 
-    from pipelines.backends import load_backend
-    from pipelines.export import measure_latencies
+    from export.stage import measure_latencies
+    from pipelines.inference import load_backend
 
     texts = pd.read_csv(DEV, sep="\t", quoting=3, dtype=str, keep_default_na=False)["sentence"].tolist()
     print(json.dumps(measure_latencies(load_backend(folder, variant=variant, num_threads=int(threads)), texts)))
@@ -100,8 +100,8 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from pipelines.export import ExportSettings, parity_set_from_file, run_export
-    from pipelines.export_stage import deployment_rows
+    from export.config import ExportConfig
+    from export.stage import run_export
 
     teacher, student = Path(args.teacher), Path(args.student)
     for path, hint in ((teacher, "python scripts/finetune.py --config configs/sst2_minilm.yaml"),
@@ -121,25 +121,27 @@ def main() -> None:
         labels = pd.read_csv(predictions_file)["predicted_label"].tolist()
         same_labels[precision] = float(np.mean([a == b for a, b in zip(labels, baseline_labels, strict=True)]))
 
-    label_names = ["negative", "positive"]
-    parity = parity_set_from_file(DEV, "sentence", None, "label", label_names)
-    settings = ExportSettings(max_accuracy_drop=0.005, try_all_int8=True, num_threads=threads)
-    exports = {name: run_export(folder, WORK / name, parity, settings, overwrite=(WORK / name).exists())
-               for name, folder in (("teacher", teacher), ("student", student))}
-    rows = deployment_rows(exports)
+    exported = run_export(ExportConfig(model=str(teacher), compare=str(student), output_dir=str(WORK / "export"),
+                                       eval_file=str(DEV), text_column="sentence", label_column="label",
+                                       max_accuracy_drop=0.005, try_all_int8=True, num_threads=threads),
+                          overwrite=(WORK / "export").exists())
+    rows = exported.metrics["rows"]
+    names = ("teacher", "student")
     models = {name: {row["format"]: {k: row[k] for k in ("latency_b1_ms", "latency_b32_ms", "size_mb",
                                                           "dev_accuracy", "agreement_with_teacher")}
-                     for row in rows if row["model"] == name} for name in exports}
+                     for row in rows if row["model"] == name} for name in names}
+    exports = {name: json.loads((WORK / "export" / name / "export_metrics.json").read_text()) for name in names}
     sources = {"teacher": teacher, "student": student}
-    for name, fmt in ((n, f) for n in exports for f in FORMATS):
-        folder, variant = (sources[name], "auto") if fmt == "pytorch" else (WORK / name, fmt.removeprefix("onnx_"))
+    for name, fmt in ((n, f) for n in names for f in FORMATS):
+        folder, variant = (sources[name], "auto") if fmt == "pytorch" else (WORK / "export" / name,
+                                                                          fmt.removeprefix("onnx_"))
         row = models[name][fmt]
         row["export_time_latency_ms"] = {"b1": row["latency_b1_ms"], "b32": row["latency_b32_ms"]}
         row.update(fresh_process_latency(folder, variant, threads, args.latency_processes))
-    for name, result in exports.items():
-        models[name]["onnx_fp32"]["max_abs_logit_diff"] = result.metrics["onnx_fp32"]["max_abs_logit_diff"]
-        models[name]["onnx_int8"]["recipe"] = result.metrics["onnx_int8"]["recipe"]
-        models[name]["onnx_int8"]["recipes_tried"] = result.metrics["onnx_int8"]["candidates"]
+    for name, metrics in exports.items():
+        models[name]["onnx_fp32"]["max_abs_logit_diff"] = metrics["onnx_fp32"]["max_abs_logit_diff"]
+        models[name]["onnx_int8"]["recipe"] = metrics["onnx_int8"]["recipe"]
+        models[name]["onnx_int8"]["recipes_tried"] = metrics["onnx_int8"]["candidates"]
 
     t, s = models["teacher"], models["student"]
     ratios = {

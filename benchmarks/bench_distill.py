@@ -28,78 +28,49 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distill.config import DistillConfig, DistillSettings, LossSettings, StudentSettings  # noqa: E402
+from distill.config import AugmentSettings, DistillConfig, LossSettings, StudentSettings  # noqa: E402
 from pipelines.artifacts import git_state  # noqa: E402
-from pipelines.config import DataSettings, TrainSettings  # noqa: E402
+from pipelines.data import DataSettings  # noqa: E402
+from pipelines.training.settings import TrainSettings  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "distill"
 RESULTS = ROOT / "benchmarks" / "results"
 
 STUDENTS = {
-    # name: (student settings, loss settings, distill extras, train extras). The layer students learn the
-    # teacher's hidden states and attention maps too (student layer i -> the teacher layer it was copied from;
-    # attention MSE over real token pairs, weight 10 as the maps' squared errors are ~1e-3). 3-layer runs,
-    # 3 epochs: logits + one augmented copy 0.8865 (bench), logits + hidden 0.8853 (bench; 0.8911 in an
-    # exploratory run), logits + hidden + attention 0.8876 (bench) / 0.8956 (exploratory, one thread); the
-    # augmented copy costs 30% more time for no gain, so it was dropped. 5 epochs (--epochs 5), logits + hidden
-    # + attention: 0.8979 (bench), 6 epochs 0.8956 (bench, retention 0.985, 1.94x; results kept at 5 epochs,
-    # the recipe), both below the 0.9003 that 0.99 retention needs. Layer maps, 1 epoch each (final model):
-    # [0, 2, 5] 0.8807, [1, 3, 5] 0.8888, [0, 2, 4] 0.8819, [0, 3, 5] 0.8658; [1, 3, 5] for 5 epochs (bench,
-    # best epoch = last): 0.8945, so the 3-layer row stays at [0, 2, 5]. The 2-layer student, [0, 5]: 0.8612 at
-    # 3 epochs and at 5 (bench); 1 epoch: [0, 5] 0.8417, [1, 5] 0.8601, [2, 5] 0.8635; [2, 5] for 5 epochs
-    # (bench): 0.8704 / 0.8739 / 0.8658 / 0.8693 / 0.8704, best 0.8739; 2 epochs at lr 2e-4: 0.8670 / 0.8670.
-    # Both again with FastDropout masks (commit 9774df3, the results file): [0, 2, 5] 0.8750 / 0.8865 / 0.9037 /
-    # 0.8888 / 0.8876 (best 0.9037, retention 0.994); [2, 5] 0.8647 / 0.8624 / 0.8716 / 0.8727 / 0.8796 (0.967).
-    # Dropout draws alone move a student's best epoch by half a point: read single rows with that in mind.
-    # [2, 5] for 7 epochs (--epochs 7, same commit): .8658 .8578 .8693 .8739 .8773 .8693 .8784, best 0.8784.
-    # [2, 5] with a weight average (--weight-average-decay 0.999, flag of 43ead3e): .8532 .8658 .8704 .8761 .8773,
-    # best 0.8773 (retention 0.965, 2.84x): steadier, not higher; the row was not kept. A teacher-assistant chain
-    # (python scripts/distill.py with configs/distill_sst2.yaml's recipe, teacher = the 0.9037 layers3 student,
-    # layer map [1, 2] = the teacher's [2, 5]): .8761 .8647 .8727 .8761 .8750, best 0.8761 (0.963 of the
-    # teacher; 1.47x its assistant's speed): no better than learning from the teacher itself. Soft targets only
-    # at T = 1 (TinyBERT's prediction loss; same layers and losses otherwise): .8555 .8509, stopped after 2 epochs.
-    # Layer-wise learning-rate decay (--learning-rate 2e-4 --layer-lr-decay 0.8: head 2e-4, embeddings 1e-4;
-    # commit bf353d3, the teacher rebuilt from commit c0a810a, its 17 evaluations identical to the first
-    # build's): .8681 .8578 .8658 .8727 .8784, best 0.8784 (retention 0.966); not kept.
-    # Evaluated every 500 steps (--eval-steps 500, commit c9e2c00; the row kept): 21 evaluations from 0.828 to
-    # 0.8807 at the last step (retention 0.9685), no mid-epoch peak above it. Its 2.68x was measured with both
-    # models in eager attention (left on after training with the attention loss; fixed in 9f9faba):
-    # re-measured in turn as served (sdpa), teacher 141-152 ms, student 50-51 ms a batch of 32:
-    # 2.85x. One augmented copy for 2.5 epochs (--augment-copies 1, same steps; sdpa): best 0.8761 (0.963,
-    # 2.75x); not kept.
-    # Two augmented copies of the sentence-like rows only (--augment-min-words 10: 25,152 train rows of 10 or
-    # more words; masking a one-word phrase makes noise) for 3 epochs (--epochs 3, eval every 500 steps; ~the
-    # same examples seen as 5 epochs of train): .828 ... .8807 (epoch 1.9) ... .8830 .8842 .8819 .8819 .8796,
-    # best 0.8842 (retention 0.972, agreement 0.922, 2.97x as served): the recipe below, kept. Its run started
-    # 9 s before its code was committed (11cf3ba), so its row names fe32f95 with git_dirty true.
-    # Each block standing for a group of teacher layers (distill.student.group_tops) helps the smallest student most.
+    # name: (student settings, loss settings, augmentation, train extras). The layer students learn the teacher's
+    # hidden states and attention maps too (student layer i -> the teacher layer it was copied from; attention MSE
+    # over real token pairs, weight 10 as the maps' squared errors are ~1e-3). The runs that chose these recipes
+    # (layer maps, epochs, augmentation, losses) are in docs/experiments.md.
     "layers3": (StudentSettings(layer_map=[0, 2, 5]),
-                LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0), {}, {}),
+                LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0),
+                AugmentSettings(), {}),
     "layers2": (StudentSettings(layer_map=[2, 5]),
                 LossSettings(temperature=2.0, soft_weight=0.5, hidden_weight=1.0, attention_weight=10.0),
-                {"augment_copies": 2, "augment_min_words": 10},
+                AugmentSettings(copies=2, min_words=10),
                 {"epochs": 3.0, "eval_strategy": "steps", "eval_steps": 500}),
     # The narrow student starts from teacher layers 0 and 5 cut to 256 wide (8 heads of 32, 768 feed-forward
-    # neurons); from PCA embeddings and random blocks (lr 5e-4) it reached 0.8096. Pruned, one thread,
-    # evaluated each epoch: lr 2e-4 0.8326 / 0.8406 / 0.8475, lr 5e-4 0.8303 / 0.8498 / 0.8452.
+    # neurons).
     "narrow": (
         StudentSettings(hidden_size=256, num_hidden_layers=2, intermediate_size=768),
         LossSettings(temperature=2.0, soft_weight=0.9, hidden_weight=1.0),
-        {"augment_copies": 1},
+        AugmentSettings(copies=1),
         {"learning_rate": 2e-4},
     ),
 }
 
 
 def config_for(name: str, teacher: Path, **overrides) -> DistillConfig:
-    student, loss, distill_extra, train_extra = STUDENTS[name]
+    student, loss, augment, train_extra = STUDENTS[name]
     train = {"epochs": 5.0, "batch_size": 32, "eval_batch_size": 128, "learning_rate": 1e-4, "warmup": 0.06,
              "eval_strategy": "epoch", "logging_steps": 200, "seed": 42, **train_extra, **overrides}
     return DistillConfig(
         output_dir=str(WORK / name),
-        distill=DistillSettings(teacher=str(teacher), cache_dir=str(WORK / "cache"), **distill_extra),
+        teacher=str(teacher),
+        cache_dir=str(WORK / "cache"),
+        teacher_mode="online",
         student=student,
         loss=loss,
+        augment=augment,
         data=DataSettings(train_file=str(ROOT / "data/sst2/train.tsv"), eval_file=str(ROOT / "data/sst2/dev.tsv"),
                           text_column="sentence"),
         train=TrainSettings(**train),
@@ -130,18 +101,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None,
                         help="epochs of the layer students (default: their recipe's, 5 for layers3, 3 for layers2)")
     parser.add_argument("--narrow-epochs", type=float, default=3.0)
-    parser.add_argument("--weight-average-decay", type=float, default=None,
-                        help="train.weight_average_decay of the layer students (default: their recipe's)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak learning rate of the layer students (default: their recipe's)")
-    parser.add_argument("--layer-lr-decay", type=float, default=None,
-                        help="train.layer_lr_decay of the layer students (default: their recipe's)")
     parser.add_argument("--eval-steps", type=int, default=None,
                         help="evaluate the layer students every N steps instead of each epoch (best kept)")
     parser.add_argument("--augment-copies", type=int, default=None,
-                        help="distill.augment_copies of the layer students (default: their recipe's)")
+                        help="augment.copies of the layer students (default: their recipe's)")
     parser.add_argument("--augment-min-words", type=int, default=None,
-                        help="distill.augment_min_words of the layer students (default: their recipe's)")
+                        help="augment.min_words of the layer students (default: their recipe's)")
     parser.add_argument("--ratio-steps", type=int, default=200, help="steps timed for the online/cached ratio")
     args = parser.parse_args()
 
@@ -157,14 +124,13 @@ def main() -> None:
         if name == "narrow":  # the layer-student flags leave the narrow student's recipe alone
             config = config_for(name, teacher, epochs=args.narrow_epochs)
         else:
-            flags = {"weight_average_decay": args.weight_average_decay, "learning_rate": args.learning_rate,
-                     "layer_lr_decay": args.layer_lr_decay, "epochs": args.epochs}
+            flags = {"learning_rate": args.learning_rate, "epochs": args.epochs}
             if args.eval_steps:
                 flags.update(eval_strategy="steps", eval_steps=args.eval_steps)
             config = config_for(name, teacher, **{key: value for key, value in flags.items() if value is not None})
-            for key in ("augment_copies", "augment_min_words"):
-                if getattr(args, key) is not None:
-                    setattr(config.distill, key, getattr(args, key))
+            for key in ("copies", "min_words"):
+                if getattr(args, f"augment_{key}") is not None:
+                    setattr(config.augment, key, getattr(args, f"augment_{key}"))
         result = run_distill(config, overwrite=(WORK / name).exists())
         m = result.metrics
         teacher_row = {"dev_accuracy": m["teacher"]["dev_accuracy"], "latency_b1_ms": m["teacher"]["latency_b1_ms"],
@@ -178,13 +144,12 @@ def main() -> None:
             "teacher_latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["student"]["parameters"],
             "size_mb": m["student"]["size_mb"], "epochs": config.train.epochs,
             "train_seconds": m["train"]["train_runtime"],
-            "learning_rate": config.train.learning_rate, "layer_lr_decay": config.train.layer_lr_decay,
-            "weight_average_decay": config.train.weight_average_decay,
-            "augment_copies": config.distill.augment_copies,
-            "augment_min_words": config.distill.augment_min_words,
+            "learning_rate": config.train.learning_rate,
+            "augment_copies": config.augment.copies,
+            "augment_min_words": config.augment.min_words,
             "eval_steps": config.train.eval_steps if config.train.eval_strategy == "steps" else None,
-            "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output_dir),
-            "wall_seconds": result.wall_seconds, **git_state(),
+            "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output),
+            "wall_seconds": result.seconds, **git_state(),
         })
     if teacher_row is None:  # --students none: the recorded rows stay, with their teacher
         teacher_row = json.loads((RESULTS / "distill.json").read_text())["teacher"]
@@ -197,7 +162,7 @@ def main() -> None:
         config = config_for("layers3", teacher, epochs=1.0, max_steps=args.ratio_steps, eval_strategy="no")
         config.output_dir = str(WORK / f"ratio-{mode}")
         config.loss = LossSettings(temperature=2.0, soft_weight=0.5)  # logits only: the cache can stand in
-        config.distill.teacher_mode = mode
+        config.teacher_mode = mode
         metrics = run_distill(config, overwrite=(WORK / f"ratio-{mode}").exists()).metrics
         runs[mode].append(metrics["train"]["train_runtime"])
     timings = {mode: sum(seconds) / len(seconds) for mode, seconds in runs.items()}
@@ -212,8 +177,8 @@ def main() -> None:
             "teacher": str(teacher.relative_to(ROOT)) if teacher.is_relative_to(ROOT) else str(teacher),
             "data": "SST-2 train (67,349) -> dev (872)",
             "losses": {name: vars(STUDENTS[name][1]) for name in STUDENTS},
-            "augment_copies": {name: STUDENTS[name][2].get("augment_copies", 0) for name in STUDENTS},
-            "augment_min_words": {name: STUDENTS[name][2].get("augment_min_words", 0) for name in STUDENTS},
+            "augment_copies": {name: STUDENTS[name][2].copies for name in STUDENTS},
+            "augment_min_words": {name: STUDENTS[name][2].min_words for name in STUDENTS},
             "learning_rates": {name: STUDENTS[name][3].get("learning_rate", 1e-4) for name in STUDENTS},
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
             "wall_seconds": time.perf_counter() - started,

@@ -7,7 +7,7 @@ tokenizer and the same max_evals, in one process, one after the other:
 
 - baseline: shap.Explainer(transformers.pipeline("text-classification", model=DIR, top_k=None)), called as
   its documentation shows;
-- ours: explain.methods.explain_shap over explain.predict.Predictor (deduplicated, length-sorted batches,
+- ours: explain.methods.explain_shap over explain.predictor.Predictor (deduplicated, length-sorted batches,
   dynamic padding, inference_mode), in fp32 and with bf16 autocast (the default on CPUs with native bf16).
 Both get the same max_evals and shap batch_size (512): the Partition explainer's search depends on the
 batch size, so equal settings make the attributions comparable (they differ only by float noise).
@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from explain.agreement import spearman  # noqa: E402
 from explain.methods import explain_shap  # noqa: E402
-from explain.predict import Predictor  # noqa: E402
-from pipelines.data import read_table  # noqa: E402
+from explain.predictor import Predictor  # noqa: E402
 from pipelines.models import load_trained_classifier  # noqa: E402
+from pipelines.tables import read_table  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -34,7 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.config import DataSettings, FinetuneConfig, LoraSettings, ModelSettings, TrainSettings  # noqa: E402
+from finetune.config import FinetuneConfig, LoraSettings  # noqa: E402
+from pipelines.data import DataSettings  # noqa: E402
+from pipelines.models import ModelSettings  # noqa: E402
+from pipelines.training.settings import TrainSettings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "work"
@@ -66,9 +69,9 @@ def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
         set_seed,
     )
 
+    from finetune.lora import add_lora
     from pipelines.data import prepare_data
-    from pipelines.evaluation import predict_logits
-    from pipelines.finetune import add_lora
+    from pipelines.inference import dataset_logits
     from pipelines.metrics import classification_metrics
     from pipelines.models import load_classifier, load_tokenizer, resolve_model
 
@@ -85,7 +88,7 @@ def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
     eval_ds = data.eval.map(lambda b: tokenizer(b["text"], truncation=True, max_length=MAX_LENGTH),
                             batched=True, remove_columns=["text"])
     set_seed(config.train.seed)
-    model = add_lora(load_classifier(source, data.label_names, tokenizer), config)
+    model = add_lora(load_classifier(source, data.label_names, tokenizer), config.lora)
     args = TrainingArguments(
         output_dir=str(WORK / ("tuned" if tuned else "baseline")),
         max_steps=config.train.max_steps,
@@ -110,7 +113,7 @@ def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer) if tuned else default_data_collator,
     )
     output = trainer.train()
-    logits = predict_logits(trainer.model, eval_ds, tokenizer)
+    logits = dataset_logits(trainer.model, tokenizer, eval_ds)
     accuracy = classification_metrics(logits.argmax(-1), list(eval_ds["label"]), data.label_names)["accuracy"]
     return {"samples_per_second": output.metrics["train_samples_per_second"],
             "train_seconds": output.metrics["train_runtime"], "dev_accuracy": accuracy}
@@ -119,7 +122,7 @@ def plain_trainer_run(config: FinetuneConfig, tuned: bool) -> dict:
 def ours_run(config: FinetuneConfig, bf16: bool = False, fast_dropout: bool = True) -> dict:
     import dataclasses
 
-    from pipelines.finetune import run_finetune
+    from finetune.stage import run_finetune
 
     name = "ours" + ("_bf16" if bf16 else "") + ("" if fast_dropout else "_torch_dropout")
     config = dataclasses.replace(config, output_dir=str(WORK / name),

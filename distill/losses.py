@@ -16,9 +16,10 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(s, t, reduction="batchmean", log_target=True) * temperature**2
 
 
-def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with the gold labels. student_logits [batch, classes], labels [batch] -> scalar."""
-    return F.cross_entropy(student_logits.float(), labels)
+def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy with the gold labels (optionally smoothed). student_logits [batch, classes], labels [batch]
+    -> scalar."""
+    return F.cross_entropy(student_logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def kd_loss(
@@ -27,6 +28,7 @@ def kd_loss(
     labels: torch.Tensor | None,
     temperature: float,
     soft_weight: float,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """soft_weight * soft_kl + (1 - soft_weight) * hard_ce; returns (total, soft, hard).
 
@@ -37,7 +39,7 @@ def kd_loss(
     if labels is not None and soft_weight < 1.0:
         labelled = labels != -100
         if labelled.any():
-            hard = hard_ce(student_logits[labelled], labels[labelled])
+            hard = hard_ce(student_logits[labelled], labels[labelled], label_smoothing)
     return soft_weight * soft + (1.0 - soft_weight) * hard, soft, hard
 
 

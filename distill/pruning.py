@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from distill.student import head_width, narrow_config
+from distill.architecture import head_width, narrow_config
 from pipelines.errors import UserError
 
 _BLOCK = re.compile(r"^(?P<prefix>(?:.*\.)?encoder\.layer)\.(?P<index>\d+)\.(?P<rest>.*)$")

@@ -1,47 +1,70 @@
-"""Student construction: keep k of the teacher's layers, or a smaller pretrained model, or a fresh narrow config."""
+"""Students: keep k of the teacher's layers, a smaller pretrained model, or a fresh narrow config."""
 
 from __future__ import annotations
 
 import copy
-import re
+import logging
+from dataclasses import dataclass
 
 import torch
 
+from distill.architecture import LAYER_KEY, evenly_spaced, group_tops, head_width, narrow_config, num_layers
+from distill.config import StudentSettings
+from distill.pruning import pruned_student, supports_width_pruning
+from pipelines.data import TEXT, TEXT_PAIR
 from pipelines.errors import UserError
+from pipelines.models import load_classifier, load_tokenizer, resolve_model
 
-# The transformer-block list in a sequence classifier's state dict, per architecture family:
-# bert/roberta "encoder.layer.N.", llama/mistral/qwen "layers.N.", gpt2 "h.N.".
-_LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?(?:encoder\.layer|layers|h))\.(?P<index>\d+)\.(?P<rest>.*)$")
-
-
-def _check_layer_count(num_teacher_layers: int, k: int) -> None:
-    if not 1 <= k <= num_teacher_layers:
-        raise UserError(f"a student needs 1 to {num_teacher_layers} layers (the teacher has {num_teacher_layers}); "
-                        f"got {k}")
+log = logging.getLogger(__name__)
 
 
-def evenly_spaced(num_teacher_layers: int, k: int) -> list[int]:
-    """k layer indices spread over the teacher's, always keeping the first and the last (k=1: the last)."""
-    _check_layer_count(num_teacher_layers, k)
-    if k == 1:
-        return [num_teacher_layers - 1]
-    return [round(i * (num_teacher_layers - 1) / (k - 1)) for i in range(k)]
+@dataclass
+class Student:
+    model: object
+    tokenizer: object
+    layer_map: list[int] | None = None  # teacher layers the student's blocks come from
+    kept_channels: object = None  # teacher hidden channels a width-pruned student kept
 
 
-def group_tops(num_teacher_layers: int, k: int) -> list[int]:
-    """The teacher's layers cut into k consecutive groups, the last layer of each kept (6 -> 3: [1, 3, 5]).
+def calibration_batches(rows, tokenizer, max_length: int, has_pair: bool, seed: int, size: int = 512,
+                        batch_size: int = 64) -> list[dict]:
+    """A seeded sample of training rows, tokenized for the teacher, in batches of similar length."""
+    sample = rows.shuffle(seed=seed).select(range(min(size, len(rows))))
+    texts = list(sample[TEXT])
+    pairs = list(sample[TEXT_PAIR]) if has_pair else None
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batches.append(dict(tokenizer([texts[i] for i in chunk], [pairs[i] for i in chunk] if pairs else None,
+                                      padding=True, truncation=True, max_length=max_length, return_tensors="pt")))
+    return batches
 
-    Each student block then stands for one group and, with the hidden-state loss, learns to give that group's
-    output (TinyBERT's uniform map). The default for students kept from the teacher's layers: distilling
-    all-MiniLM-L6-v2 on SST-2 (benchmarks/bench_distill.py), 2 layers [2, 5] beat [0, 5] by more than a point;
-    3 layers [1, 3, 5] and [0, 2, 5] came within a few sentences of each other.
-    """
-    _check_layer_count(num_teacher_layers, k)
-    return [(i + 1) * num_teacher_layers // k - 1 for i in range(k)]
 
-
-def num_layers(config) -> int:
-    return int(config.num_hidden_layers)
+def build_student(settings: StudentSettings, teacher, teacher_tokenizer, label_names: list[str], data,
+                  seed: int) -> Student:
+    """The configured kind of student; `data` (prepared train/eval splits) calibrates width pruning."""
+    kind = settings.kind()
+    if kind == "layers":
+        layer_map = settings.layer_map or group_tops(num_layers(teacher.config), settings.layers)
+        return Student(student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map)
+    if kind == "fresh":
+        width = settings.hidden_size
+        intermediate = settings.intermediate_size or 4 * width
+        heads = settings.num_attention_heads or max(1, width // head_width(teacher.config))
+        if settings.init == "prune" and not supports_width_pruning(teacher):
+            log.warning("width pruning knows BERT-style encoders only: the %s student starts from PCA-reduced "
+                        "embeddings and random blocks (student.init: pca)", teacher.config.model_type)
+        elif settings.init == "prune":
+            layer_map = evenly_spaced(num_layers(teacher.config), settings.num_hidden_layers)
+            batches = calibration_batches(data.train, teacher_tokenizer, settings.max_length, data.has_pair, seed)
+            model, channels = pruned_student(teacher, width, heads, intermediate, layer_map, batches)
+            return Student(model, teacher_tokenizer, layer_map, channels)
+        return Student(fresh_student(teacher, width, settings.num_hidden_layers, heads, intermediate),
+                       teacher_tokenizer)
+    source = resolve_model(settings.model)
+    tokenizer = load_tokenizer(source)
+    return Student(load_classifier(source, label_names, tokenizer), tokenizer)
 
 
 def student_from_teacher_layers(teacher, layer_map: list[int]):
@@ -61,7 +84,7 @@ def student_from_teacher_layers(teacher, layer_map: list[int]):
     new_index = {old: new for new, old in enumerate(layer_map)}
     state = {}
     for key, value in teacher.state_dict().items():
-        match = _LAYER_KEY.match(key)
+        match = LAYER_KEY.match(key)
         if match is None:
             state[key] = value.clone()
         elif int(match["index"]) in new_index:
@@ -72,29 +95,6 @@ def student_from_teacher_layers(teacher, layer_map: list[int]):
         raise UserError(f"could not map the teacher's layers onto the student (missing {missing[:3]}, "
                         f"unexpected {unexpected[:3]}); this architecture's block list is not recognised")
     return student
-
-
-def head_width(config) -> int:
-    """Width of one attention head."""
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
-def narrow_config(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):
-    """The teacher's config, made narrower and shallower."""
-    if hidden_size % num_heads:
-        raise UserError(f"student hidden size {hidden_size} is not divisible by its {num_heads} attention heads")
-    config = copy.deepcopy(teacher.config)
-    config.hidden_size = hidden_size
-    config.num_hidden_layers = num_hidden_layers
-    config.num_attention_heads = num_heads
-    if hasattr(config, "num_key_value_heads"):
-        config.num_key_value_heads = num_heads
-    if hasattr(config, "head_dim"):
-        config.head_dim = hidden_size // num_heads
-    config.intermediate_size = intermediate_size
-    if getattr(config, "layer_types", None):
-        config.layer_types = config.layer_types[:num_hidden_layers]
-    return config
 
 
 def fresh_student(teacher, hidden_size: int, num_hidden_layers: int, num_heads: int, intermediate_size: int):

@@ -1,0 +1,1 @@
+"""The explanation stage: SHAP, LIME and integrated gradients, faithfulness, agreement and an HTML report."""

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from explain.attribution import Attribution, word_scores
-
-
-@dataclass(frozen=True)
-class AgreementSpec:
-    name: str
-    higher_is_better: bool
-    low: float
-    high: float
-
+from pipelines.metrics import MetricSpec
 
 SPECS = {
-    "top_k_overlap": AgreementSpec("top_k_overlap", True, 0.0, 1.0),
-    "spearman": AgreementSpec("spearman", True, -1.0, 1.0),
+    "top_k_overlap": MetricSpec("top_k_overlap", True, 0.0, 1.0,
+                                "share of the k words with the highest attributions that both models pick"),
+    "spearman": MetricSpec("spearman", True, -1.0, 1.0, "rank correlation of the two models' word attributions"),
 }
 
 

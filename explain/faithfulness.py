@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from explain.attribution import Attribution
-from explain.predict import Predictor
+from explain.predictor import Predictor
+from pipelines.metrics import MetricSpec
 
 FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 
-
-@dataclass(frozen=True)
-class FaithfulnessSpec:
-    """A metric's declaration: name, whether higher is better, and its range."""
-
-    name: str
-    higher_is_better: bool
-    low: float
-    high: float
-    description: str
-
-
 SPECS = {
-    "aopc_comprehensiveness": FaithfulnessSpec(
+    "aopc_comprehensiveness": MetricSpec(
         "aopc_comprehensiveness", True, -1.0, 1.0,
         "drop in the predicted class probability when the top k% tokens are removed, averaged over k",
     ),
-    "aopc_sufficiency": FaithfulnessSpec(
+    "aopc_sufficiency": MetricSpec(
         "aopc_sufficiency", False, -1.0, 1.0,
         "drop in the predicted class probability when only the top k% tokens are kept, averaged over k",
     ),

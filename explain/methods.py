@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.attribution import Attribution, unit_spans
-from explain.predict import Predictor
+from explain.predictor import Predictor
 
 
 @dataclass(frozen=True)

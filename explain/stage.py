@@ -1,4 +1,8 @@
-"""The explanation stage: attributions, faithfulness, agreement and an HTML report for one or two classifiers."""
+"""run_explain: attributions, faithfulness, agreement and an HTML report for one or two classifiers.
+
+The texts are a file's rows, texts given directly, or by default the eval split the model was trained with
+(from its data record), so a pipeline's explanations need no data settings of their own.
+"""
 
 from __future__ import annotations
 
@@ -14,41 +18,61 @@ from explain.agreement import agreement
 from explain.config import ExplainConfig
 from explain.faithfulness import faithfulness, random_baseline, summarize
 from explain.methods import explain
-from explain.predict import Predictor, join_pair
+from explain.predictor import Predictor, join_pair
 from explain.report import render, token_colors
 from pipelines import artifacts
 from pipelines.config import to_dict
-from pipelines.data import read_table
+from pipelines.data import LABEL, TEXT, TEXT_PAIR, read_record, recorded_data
+from pipelines.environment import set_threads
 from pipelines.errors import UserError
-from pipelines.finetune import set_threads
 from pipelines.models import load_trained_classifier
+from pipelines.stage import StageResult
+from pipelines.tables import read_table
 
+STAGE = "explain"
 INFORMATIVE_POOL = 2000
 GROUPS = ("most confident", "least confident", "misclassified")
 
 
 @dataclass
-class ExplainResult:
-    output_dir: Path
-    metrics: dict
-    wall_seconds: float
+class Examples:
+    """A table of texts to explain: its column names, and where it came from."""
+
+    table: object  # datasets.Dataset
+    text_column: str
+    text_pair_column: str | None
+    label_column: str | None
+    source: str
 
 
-def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], str]:
-    """(texts to explain, gold labels or None, where they came from); pairs joined for the predictor."""
+def example_table(config: ExplainConfig) -> Examples:
+    """The file's rows, or the model's recorded eval split (standard columns, label names as gold labels)."""
+    if config.input_file:
+        return Examples(read_table(config.input_file), config.text_column, config.text_pair_column,
+                        config.label_column, config.input_file)
+    if read_record(config.model) is None:
+        raise UserError(f"give texts to explain: --input-file FILE or --texts \"...\" ({config.model} records no "
+                        "eval split to explain)")
+    data = recorded_data(config.model)
+    table = data.eval.add_column("gold", [data.label_names[i] for i in data.eval[LABEL]])
+    return Examples(table, TEXT, TEXT_PAIR if data.has_pair else None, "gold",
+                    f"the eval split of {config.model} ({len(table)} rows)")
+
+
+def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], str, bool]:
+    """(texts to explain, gold labels or None, where they came from, whether they are sentence pairs); pairs are
+    joined for the predictor."""
     if config.texts:
-        return list(config.texts), [None] * len(config.texts), "the command line"
-    if not config.input_file:
-        raise UserError("give texts to explain: --input-file FILE or --text \"...\"")
-    table = read_table(config.input_file)
+        return list(config.texts), [None] * len(config.texts), "the command line", False
+    examples = example_table(config)
+    table, source = examples.table, examples.source
     columns = list(table.column_names)
-    for name, role in ((config.text_column, "text"), (config.text_pair_column, "text pair")):
+    for name, role in ((examples.text_column, "text"), (examples.text_pair_column, "text pair")):
         if name and name not in columns:
-            raise UserError(f"{config.input_file}: no {role} column '{name}'; the columns are "
+            raise UserError(f"{source}: no {role} column '{name}'; the columns are "
                             f"{', '.join(repr(c) for c in columns)}")
     if config.num_examples > len(table):
-        raise UserError(f"--num-examples {config.num_examples} is larger than {config.input_file}, "
-                        f"which has {len(table)} rows")
+        raise UserError(f"num_examples {config.num_examples} is larger than {source}, which has {len(table)} rows")
     rows = list(range(len(table)))
     if config.select == "informative":  # choose after predicting; keep a bounded pool
         rows = sorted(np.random.default_rng(config.seed).permutation(len(table))[:INFORMATIVE_POOL].tolist())
@@ -56,17 +80,16 @@ def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], s
         rows = sorted(np.random.default_rng(config.seed).choice(len(table), config.num_examples, replace=False))
     rows = [int(r) for r in (rows if config.select == "informative" else rows[: config.num_examples])]
     subset = table.select(rows)
-    texts = [str(t) if t is not None else "" for t in subset[config.text_column]]
+    texts = [str(t) if t is not None else "" for t in subset[examples.text_column]]
     empty = [rows[i] + 2 for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise UserError(f"{config.input_file}: {len(empty)} of the selected rows have an empty text "
-                        f"(first at line {empty[0]})")
-    if config.text_pair_column:
-        texts = [join_pair(t, str(p)) for t, p in zip(texts, subset[config.text_pair_column], strict=True)]
+        raise UserError(f"{source}: {len(empty)} of the selected rows have an empty text (first at line {empty[0]})")
+    if examples.text_pair_column:
+        texts = [join_pair(t, str(p)) for t, p in zip(texts, subset[examples.text_pair_column], strict=True)]
     gold = [None] * len(texts)
-    if config.label_column and config.label_column in columns:
-        gold = [str(v) for v in subset[config.label_column]]
-    return texts, gold, config.input_file
+    if examples.label_column and examples.label_column in columns:
+        gold = [str(v) for v in subset[examples.label_column]]
+    return texts, gold, source, examples.text_pair_column is not None
 
 
 def _gold_names(gold: list[str | None], labels: list[str]) -> list[str | None]:
@@ -97,25 +120,30 @@ def informative(probabilities: np.ndarray, gold: list[str | None], labels: list[
     return sorted(chosen.items(), key=lambda item: (order[item[1]], -confidence[item[0]]))
 
 
-def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult:
+def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool = False) -> StageResult:
+    """Explain config.model (and config.compare) and publish attributions, metrics and report.html.
+
+    `resume` is accepted for the stage contract; there is nothing to resume (an unfinished run starts over)."""
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
-    texts, gold, source = load_examples(config)
+    texts, gold, source, pairs = load_examples(config)
+    record = read_record(config.model)
+    max_length = config.max_length or (record.max_length if record else 128)
     loaded = [("model", *load_trained_classifier(config.model))]
     if config.compare:
         loaded.append(("compare", *load_trained_classifier(config.compare, role="--compare model")))
         if loaded[1][3] != loaded[0][3]:
             raise UserError(f"--compare model labels ({', '.join(loaded[1][3])}) differ from the model's "
                             f"({', '.join(loaded[0][3])}); explanations could not be compared")
-    artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite, stage="explain",
+    artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite, stage=STAGE,
                                  settings=to_dict(config))
     set_threads(config.num_threads)
     labels = loaded[0][3]
     gold = _gold_names(gold, labels)
     groups: list[str | None] = [None] * len(texts)
-    if config.select == "informative":
-        predictor = Predictor(loaded[0][1], loaded[0][2], batch_size=config.batch_size, max_length=config.max_length,
-                              pairs=bool(config.text_pair_column), precision=config.precision)
+    if config.select == "informative" and not config.texts:  # texts given directly are all explained, in order
+        predictor = Predictor(loaded[0][1], loaded[0][2], batch_size=config.batch_size, max_length=max_length,
+                              pairs=pairs, precision=config.precision)
         picked = informative(predictor(texts), gold, labels, config.num_examples)
         texts, gold, groups = [texts[i] for i, _ in picked], [gold[i] for i, _ in picked], [g for _, g in picked]
 
@@ -126,8 +154,8 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
     results: dict[str, dict[str, list]] = {}
     faithfulness_rows, per_example = [], {}
     for role, model, tokenizer, _ in loaded:
-        predictor = Predictor(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
-                              pairs=bool(config.text_pair_column), precision=config.precision)
+        predictor = Predictor(model, tokenizer, batch_size=config.batch_size, max_length=max_length,
+                              pairs=pairs, precision=config.precision)
         results[role] = {}
         for method in config.methods:
             began = time.perf_counter()
@@ -174,16 +202,13 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> ExplainResult
         "models": models,
         "examples_info": [{"gold": gold[i], "group": groups[i]} for i in range(len(texts))],
     }
-    staging = artifacts.staging_dir(output_dir)
     lines = [json.dumps(a.to_json(), ensure_ascii=False) for role in results for m in results[role]
              for a in results[role][m]]
-    artifacts.write_text(staging / "attributions.jsonl", "\n".join(lines) + "\n")
-    artifacts.write_json(staging / "explain_metrics.json", metrics)
     title = names["model"] + (f" vs {names['compare']}" if config.compare else "")
-    artifacts.write_text(staging / "report.html", render(title, source, config.methods, config.max_evals, models,
-                                                         examples, faithfulness_rows, agreement_rows, config.top_k))
     fingerprint = artifacts.config_hash({"texts": texts, "gold": gold})
-    artifacts.write_json(staging / artifacts.MANIFEST, artifacts.manifest(
-        "explain", to_dict(config), fingerprint, {"total": time.perf_counter() - started}))
-    artifacts.publish(staging, output_dir)
-    return ExplainResult(output_dir=output_dir, metrics=metrics, wall_seconds=time.perf_counter() - started)
+    with artifacts.publishing(output_dir, STAGE, to_dict(config), fingerprint, started) as staging:
+        artifacts.write_text(staging / "attributions.jsonl", "\n".join(lines) + "\n")
+        artifacts.write_json(staging / "explain_metrics.json", metrics)
+        artifacts.write_text(staging / "report.html", render(title, source, config.methods, config.max_evals, models,
+                                                             examples, faithfulness_rows, agreement_rows, config.top_k))
+    return StageResult(STAGE, output_dir, metrics, time.perf_counter() - started)

@@ -1,4 +1,9 @@
-"""Run folders: guarding the output folder, atomic writes, and the manifest of what produced an artifact."""
+"""Output folders: guarding them, atomic writes, publishing a stage's result, and the manifest of what produced it.
+
+Every stage publishes the same way (`publishing`): it writes into a staging folder inside its output folder,
+and only when everything is there do the entries replace the old ones, the manifest last. A crash, a full disk
+or a refused check leaves the previous result as it was and no half folder that looks whole.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -209,6 +215,25 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+@contextmanager
+def publishing(output_dir: Path, stage: str, settings: dict, data_fingerprint: str, started: float,
+               timings: dict[str, float] | None = None) -> Iterator[Path]:
+    """A staging folder to write a stage's result into; published into output_dir, its manifest last, when the
+    block ends without error (the manifest's timings: `timings` plus the total since `started`). On any error
+    nothing is published and the staging folder is removed; a failed write says so in one sentence."""
+    staging = staging_dir(output_dir)
+    try:
+        yield staging
+        total = {**(timings or {}), "total": time.perf_counter() - started}
+        write_json(staging / MANIFEST, manifest(stage, settings, data_fingerprint, total))
+        publish(staging, output_dir)
+    except OSError as err:
+        raise UserError(f"saving the {stage} result to {output_dir} failed ({err.strerror or err}); nothing was "
+                        "published and any previous result there is unchanged; free space and run again") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def staging_dir(output_dir: Path) -> Path:
     """A fresh temp folder inside output_dir for files that are moved into place when complete."""
     return Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
@@ -236,6 +261,18 @@ def publish(staging: Path, output_dir: Path, last: str = MANIFEST) -> None:
         target = output_dir / name
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink(missing_ok=True)
     release_output_dir(output_dir)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of every file in a folder, in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        digest.update(item.name.encode())
+        with open(item, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def config_hash(config_dict: dict) -> str:

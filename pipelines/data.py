@@ -1,28 +1,73 @@
-"""Labelled text data: read files, validate columns and labels, split, and tokenize with Dataset.map."""
+"""Labelled text data: validate columns and labels, split, tokenize with Dataset.map, and record what was decided.
+
+A stage that trains writes `data.json` (a `DataRecord`: the data settings, the seed, label names, max length
+and a fingerprint of the files) beside its model; later stages rebuild the same splits from it with
+`recorded_data(folder)` instead of asking the user for the files, columns or split again.
+"""
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pipelines.config import DataSettings
+import numpy as np
+
+from pipelines import artifacts
+from pipelines.config import require_positive
 from pipelines.errors import UserError
+from pipelines.tables import read_table, require_column
 
 log = logging.getLogger(__name__)
 
 TEXT = "text"
 TEXT_PAIR = "text_pair"
 LABEL = "label"
-FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "a datasets folder (save_to_disk)")
+RECORD = "data.json"
 _INT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclasses.dataclass
+class DataSettings:
+    train_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "Training file (csv, tsv, jsonl, json, parquet or a datasets folder)."})
+    eval_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluation file; without it a stratified split of train is held out."}
+    )
+    text_column: str = dataclasses.field(default="text", metadata={"help": "Column with the text."})
+    text_pair_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "Second text column for sentence-pair tasks."}
+    )
+    label_column: str = dataclasses.field(default="label", metadata={"help": "Column with the labels."})
+    label_names: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Names for integer labels 0..n-1, in order (e.g. [negative, positive])."},
+    )
+    validation_split: float = dataclasses.field(
+        default=0.1, metadata={"help": "Share of train held out for evaluation when there is no eval file."}
+    )
+    empty_texts: Literal["error", "drop"] = dataclasses.field(
+        default="error", metadata={"help": "Rows with empty or missing texts: refuse the file, or drop them."}
+    )
+    max_train_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep only the first N training rows (after shuffling with the seed)."}
+    )
+    max_eval_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep only the first N evaluation rows."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.validation_split < 1.0:
+            raise UserError(f"data.validation_split must be between 0 and 1, got {self.validation_split}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, key) is not None:
+                require_positive(f"data.{key}", getattr(self, key))
 
 
 @dataclass
@@ -35,169 +80,9 @@ class PreparedData:
     has_pair: bool
     fingerprint: str
     notes: list[str] = field(default_factory=list)
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, or of every file in a folder, in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for item in files:
-        digest.update(item.name.encode())
-        with open(item, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[err.start]:02x}); save the file as UTF-8"
-        ) from err
-
-
-def _read_delimited(path: Path, sep: str):
-    import pandas as pd
-
-    text = _decode(path)
-    if not text.strip():
-        raise UserError(f"{path} is empty")
-    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=quoting, skip_blank_lines=True
-        )
-    except pd.errors.ParserError as err:
-        message = str(err).strip().splitlines()[-1]
-        unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
-        if unclosed:  # pandas counts rows from 0 with the header as row 0
-            raise UserError(f"{path}: line {int(unclosed[1]) + 1} opens a quote (\") that is never closed; "
-                            "close it or escape the quote by doubling it") from err
-        raise UserError(f"{path}: {message}") from err
-    except pd.errors.EmptyDataError as err:
-        raise UserError(f"{path} is empty") from err
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(_decode(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {number} is not valid JSON ({err.msg}, column {err.colno})") from err
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: line {number} is not a JSON object")
-        rows.append(row)
-    return rows
-
-
-def read_table(path: str | Path):
-    """Read a csv/tsv/jsonl/json/parquet file or a datasets folder into a datasets.Dataset."""
-    import datasets
-
-    path = Path(path)
-    if path.is_dir():
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(f"{path} is a folder but not a datasets save_to_disk folder") from err
-        if isinstance(loaded, datasets.DatasetDict):
-            raise UserError(f"{path} holds several splits ({', '.join(loaded)}); pass the folder of one split")
-        return loaded
-    if path.suffix.lower() == ".parquet" and path.exists():
-        return datasets.Dataset(_read_parquet(path))
-    return datasets.Dataset.from_pandas(read_frame(path), preserve_index=False)
-
-
-def _read_parquet(path: Path):
-    import pyarrow
-    import pyarrow.parquet as pq
-
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty")
-    try:
-        return pq.read_table(path)
-    except (pyarrow.ArrowInvalid, OSError) as err:
-        raise UserError(f"{path} is not a readable parquet file") from err
-
-
-def read_frame(path: str | Path):
-    """Read a data file (or datasets folder) into a pandas DataFrame, cell values as written in the file.
-
-    Delimited files are read as strings (nothing is re-typed or turned into NaN); JSON keeps its types.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"data file {path} does not exist")
-    if path.is_dir():
-        return read_table(path).to_pandas()
-    suffix = path.suffix.lower()
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty")
-    if suffix in (".csv", ".tsv", ".txt"):
-        frame = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
-    elif suffix == ".jsonl":
-        frame = pd.DataFrame.from_records(_read_jsonl(path))
-    elif suffix == ".json":
-        try:
-            records = json.loads(_decode(path))
-        except json.JSONDecodeError as err:
-            try:  # many ".json" files are JSON lines
-                frame = pd.DataFrame.from_records(_read_jsonl(path))
-            except UserError:
-                raise UserError(f"{path}: not valid JSON at line {err.lineno}, column {err.colno}") from err
-        else:
-            if isinstance(records, dict) and len(records) == 1 and isinstance(next(iter(records.values())), list):
-                records = next(iter(records.values()))
-            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-                raise UserError(f"{path}: expected a JSON list of objects (one per example)")
-            frame = pd.DataFrame.from_records(records)
-    elif suffix == ".parquet":
-        return _read_parquet(path).to_pandas()
-    else:
-        raise UserError(f"{path}: unknown file type '{suffix}'; use one of {', '.join(FORMATS)}")
-    if len(frame) == 0:
-        raise UserError(f"{path} has a header but no rows")
-    frame = frame.astype(object).where(frame.notna(), None)
-    for column in frame.columns:
-        _refuse_mixed_types(path, column, frame[column].tolist())
-    return frame
-
-
-def _refuse_mixed_types(path: Path, column: str, values: list[Any]) -> None:
-    """A column holding both strings and numbers (e.g. 1 and "1" in JSON) is refused, naming both."""
-    first_of_kind: dict[str, Any] = {}
-    for value in values:
-        if value is None:
-            continue
-        kind = "text" if isinstance(value, str) else "bool" if isinstance(value, bool) else type(value).__name__
-        first_of_kind.setdefault("text" if kind == "text" else "number", value)
-    if len(first_of_kind) > 1:
-        raise UserError(
-            f"{path}: column '{column}' mixes value types ({first_of_kind['number']!r} and "
-            f"{first_of_kind['text']!r}); use all numbers or all strings"
-        )
-
-
-def _require_column(path: str, columns: list[str], name: str, role: str) -> None:
-    if name in columns:
-        return
-    listed = ", ".join(repr(c) for c in columns)
-    hint = ""
-    if len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|", ",")):
-        sep = next(s for s in (";", "\t", "|", ",") if s in columns[0])
-        hint = f"; the file looks {sep!r}-separated: use the extension that matches its delimiter (.csv or .tsv)"
-    raise UserError(f"{path}: no {role} column '{name}'; the columns are {listed}{hint}")
+    files: dict[str, str] = field(default_factory=dict)  # data file -> sha256 of its contents
+    settings: DataSettings | None = None  # what they were prepared from, and with which seed
+    seed: int = 0
 
 
 def _empty_rows(values: list[Any]) -> list[int]:
@@ -237,10 +122,10 @@ def _label_kind(path: str, values: list[Any], column: str) -> str:
 def _clean_split(ds, path: str, settings: DataSettings, notes: list[str]):
     """Check columns and texts, return (dataset with standard columns, raw label values)."""
     columns = list(ds.column_names)
-    _require_column(path, columns, settings.text_column, "text")
+    require_column(path, columns, settings.text_column, "text")
     if settings.text_pair_column:
-        _require_column(path, columns, settings.text_pair_column, "text pair")
-    _require_column(path, columns, settings.label_column, "label")
+        require_column(path, columns, settings.text_pair_column, "text pair")
+    require_column(path, columns, settings.label_column, "label")
 
     text_columns = [settings.text_column] + ([settings.text_pair_column] if settings.text_pair_column else [])
     empty = sorted({i for c in text_columns for i in _empty_rows(ds[c])})
@@ -255,7 +140,7 @@ def _clean_split(ds, path: str, settings: DataSettings, notes: list[str]):
         if settings.empty_texts == "error":
             raise UserError(
                 f"{path}: {len(empty)} of {len(ds)} rows have an empty or missing text (first at line {empty[0] + 2}); "
-                "drop them with --drop-empty-texts (data.empty_texts: drop)"
+                "drop them with --data.empty-texts drop (data.empty_texts: drop in a config)"
             )
         keep = sorted(set(range(len(ds))) - set(empty))
         if not keep:
@@ -313,6 +198,8 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
     """Read, validate and split the data; raise UserError before any training on the first problem."""
 
     notes: list[str] = []
+    if not settings.train_file:
+        raise UserError("no training file: set data.train_file (--data.train-file FILE)")
     train_path = Path(settings.train_file)
     train = _clean_split(read_table(train_path), str(train_path), settings, notes)
     train_values = list(train[LABEL])
@@ -324,7 +211,8 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
             "a classifier needs at least two"
         )
     train = _encode_labels(train, _label_ids(str(train_path), train_values, kind, names, settings), names)
-    fingerprint_parts = [file_digest(train_path)]
+    files = {str(train_path): artifacts.file_digest(train_path)}
+    fingerprint_parts = [files[str(train_path)]]
 
     if settings.eval_file:
         eval_path = Path(settings.eval_file)
@@ -344,7 +232,8 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
                 f"(training labels: {', '.join(names[i] for i in sorted(set(train[LABEL])))})"
             )
         evaluation = _encode_labels(evaluation, eval_ids, names)
-        fingerprint_parts.append(file_digest(eval_path))
+        files[str(eval_path)] = artifacts.file_digest(eval_path)
+        fingerprint_parts.append(files[str(eval_path)])
     else:
         counts = {}
         for label_id in train[LABEL]:
@@ -385,6 +274,9 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
         has_pair=bool(settings.text_pair_column),
         fingerprint=fingerprint,
         notes=notes,
+        files=files,
+        settings=settings,
+        seed=seed,
     )
 
 
@@ -453,3 +345,76 @@ def tokenize(ds, tokenizer, max_length: int, has_pair: bool, cache_dir: Path, sp
         log.warning("%s: %d of %d texts were longer than %d tokens and were truncated",
                     split, truncated, len(tokenized), max_length)
     return tokenized.remove_columns("truncated")
+
+
+def gold_label_ids(values: list, label_names: list[str], where: str) -> np.ndarray:
+    """Gold label values of a file (names, or integer ids) as ids of label_names; an unknown one is named."""
+    index = {name: i for i, name in enumerate(label_names)}
+    ids = []
+    for value in values:
+        text = str(value).strip()
+        if text in index:
+            ids.append(index[text])
+        elif text.lstrip("+-").isdigit() and 0 <= int(text) < len(label_names) and not any(
+                n.lstrip("+-").isdigit() for n in label_names):
+            ids.append(int(text))
+        else:
+            raise UserError(f"{where}: label {value!r} is not one of the model's labels: {', '.join(label_names)} "
+                            f"(or their ids 0..{len(label_names) - 1})")
+    return np.asarray(ids, dtype=np.int64)
+
+
+@dataclass
+class DataRecord:
+    """What a training stage decided about its data, written as data.json beside its model."""
+
+    settings: dict
+    seed: int
+    label_names: list[str]
+    max_length: int
+    files: dict[str, str]  # data file -> sha256 when it was read
+    fingerprint: str
+    train_examples: int
+    eval_examples: int
+    notes: list[str] = field(default_factory=list)
+
+
+def write_record(folder: Path, data: PreparedData, max_length: int) -> None:
+    """data.json in folder: how `data` was prepared, so later stages can rebuild the same splits."""
+    artifacts.write_json(folder / RECORD, dataclasses.asdict(DataRecord(
+        settings=dataclasses.asdict(data.settings), seed=data.seed, label_names=data.label_names, max_length=max_length,
+        files=data.files, fingerprint=data.fingerprint, train_examples=len(data.train), eval_examples=len(data.eval),
+        notes=data.notes)))
+
+
+def read_record(folder: str | Path) -> DataRecord | None:
+    """The data record of a model folder this project wrote, or None (another tool's folder, an old run)."""
+    path = Path(folder) / RECORD
+    if not path.is_file():
+        return None
+    return DataRecord(**json.loads(path.read_text()))
+
+
+def changed_settings(settings: DataSettings) -> dict[str, Any]:
+    """The fields of settings that differ from the defaults (what a user set)."""
+    defaults = dataclasses.asdict(DataSettings())
+    return {key: value for key, value in dataclasses.asdict(settings).items() if value != defaults[key]}
+
+
+def recorded_data(folder: str | Path, overrides: dict[str, Any] | None = None) -> PreparedData:
+    """The train and eval splits a model in `folder` was trained on, rebuilt from its data.json (with `overrides`
+    of some data settings, e.g. max_train_samples).
+
+    Refused, naming the folder, when there is no record or a data file changed since (another sha256).
+    """
+    record = read_record(folder)
+    if record is None:
+        raise UserError(f"{folder} has no {RECORD} (it was not trained by this tool, or by an older version); "
+                        "give the data files explicitly")
+    settings = DataSettings(**{**record.settings, **(overrides or {})})
+    data = prepare_data(settings, seed=record.seed)
+    changed = [path for path, digest in data.files.items() if record.files.get(path, digest) != digest]
+    if changed:
+        raise UserError(f"{changed[0]} changed since the model in {folder} was trained on it; give the data files "
+                        "explicitly")
+    return data

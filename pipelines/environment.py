@@ -41,3 +41,10 @@ def native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def set_threads(num_threads: int | None) -> None:
+    """torch's CPU threads: num_threads, or every core."""
+    import torch
+
+    torch.set_num_threads(num_threads or os.cpu_count() or 1)

@@ -13,19 +13,23 @@ METRIC_MODULES = Path(__file__).parent / "metric_modules"
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """What a metric means: its name, whether higher is better, and its range."""
+    """What a metric means: its name, whether higher is better, its range, and one line on what it measures.
+
+    Every metric of the project (classification, faithfulness, agreement) declares itself this way, so
+    reports and benchmarks can be drawn from the declarations."""
 
     name: str
     higher_is_better: bool
     low: float
     high: float
+    description: str = ""
 
 
 SPECS = {
-    "accuracy": MetricSpec("accuracy", True, 0.0, 1.0),
-    "macro_f1": MetricSpec("macro_f1", True, 0.0, 1.0),
-    "precision": MetricSpec("precision", True, 0.0, 1.0),
-    "recall": MetricSpec("recall", True, 0.0, 1.0),
+    "accuracy": MetricSpec("accuracy", True, 0.0, 1.0, "share of rows whose predicted label is the gold one"),
+    "macro_f1": MetricSpec("macro_f1", True, 0.0, 1.0, "F1 of each class, averaged over the classes"),
+    "precision": MetricSpec("precision", True, 0.0, 1.0, "share of a class's predictions that are right"),
+    "recall": MetricSpec("recall", True, 0.0, 1.0, "share of a class's rows predicted as it"),
 }
 
 

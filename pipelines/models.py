@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -14,8 +15,9 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
+from pipelines.config import require_positive
 from pipelines.environment import cache_root, hub_offline
-from pipelines.errors import UserError
+from pipelines.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,21 @@ def check_weights(path: Path) -> None:
 
 def is_adapter_folder(path: Path) -> bool:
     return (path / "adapter_config.json").is_file() and not any(path.glob("model*.safetensors"))
+
+
+@dataclasses.dataclass
+class ModelSettings:
+    name: str = dataclasses.field(
+        default="minilm",
+        metadata={"help": "Preset (minilm, smollm2), a local Hugging Face folder, or a hub id when online."},
+    )
+    max_length: int = dataclasses.field(default=128, metadata={"help": "Tokens kept per example."})
+    trust_remote_code: bool = dataclasses.field(
+        default=False, metadata={"help": "Run code shipped with a hub model. Off unless you trust it."}
+    )
+
+    def __post_init__(self) -> None:
+        require_positive("model.max_length", self.max_length)
 
 
 @dataclass
@@ -158,7 +175,7 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust_remote_code)
     except LOAD_ERRORS as err:
-        raise UserError(f"could not load a tokenizer from {source.location}: {_first_line(err)}") from err
+        raise UserError(f"could not load a tokenizer from {source.location}: {first_line(err)}") from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise UserError(f"tokenizer of {source.location} has neither a pad nor an eos token to pad with")
@@ -183,7 +200,7 @@ def load_classifier(source: ModelSource, label_names: list[str], tokenizer, trus
             trust_remote_code=trust_remote_code,
         )
     except LOAD_ERRORS as err:
-        raise UserError(f"could not load model weights from {source.location}: {_first_line(err)}") from err
+        raise UserError(f"could not load model weights from {source.location}: {first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -202,7 +219,7 @@ def load_trained_classifier(path: str, role: str = "model"):
         model = AutoModelForSequenceClassification.from_pretrained(
             source.location, use_safetensors=None if pickle_allowed() else True)
     except LOAD_ERRORS as err:
-        raise UserError(f"could not load the {role} from {path}: {_first_line(err)}") from err
+        raise UserError(f"could not load the {role} from {path}: {first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return model.eval(), tokenizer, labels
@@ -241,7 +258,7 @@ def load_adapter_classifier(adapter_dir: Path):
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     except (RuntimeError, ValueError, KeyError) as err:
         raise UserError(f"the adapter in {adapter_dir} was not made for the base model {base}: "
-                        f"{_first_line(err)}") from err
+                        f"{first_line(err)}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer, labels
 
@@ -279,8 +296,3 @@ def has_module(model, name: str) -> bool:
 def pooler_modules(model) -> list[str]:
     """["pooler"] when the model has a pooler between its encoder and its classifier (BERT-style), else []."""
     return ["pooler"] if has_module(model, "pooler") else []
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

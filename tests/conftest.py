@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random BERT- and Llama-style models with their tokenizers, and small data files."""
+"""Shared fixtures and helpers: tiny random BERT-, Llama- and GPT-2-style models with their tokenizers, small data
+files, tiny stage configs, and a callback that interrupts training as a kill would."""
 
 from __future__ import annotations
 
@@ -143,7 +144,87 @@ def make_classifier(base: Path, folder: Path, labels: list[str] | None = None) -
     return folder
 
 
+@pytest.fixture(scope="module", params=["tiny_bert", "tiny_llama", "tiny_gpt2"])
+def classifier(request, tmp_path_factory) -> Path:
+    """A 3-class classifier folder of each architecture in turn (BERT, Llama and GPT-2 style)."""
+    base = request.getfixturevalue(request.param)
+    return make_classifier(base, tmp_path_factory.mktemp(f"{request.param}_classifier"))
+
+
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_bert, tmp_path_factory) -> Path:
     """A 3-class classifier folder (negative, neutral, positive) as the fine-tuning stage writes one."""
     return make_classifier(tiny_bert, tmp_path_factory.mktemp("tiny_classifier"))
+
+
+def tiny_config(model: Path, train: Path, evaluation: Path | None, out: Path, method="lora", **train_kw):
+    """A fine-tuning config that trains a tiny model for 12 steps, evaluating every 6, on one thread."""
+    from finetune.config import FinetuneConfig, LoraSettings
+    from pipelines.data import DataSettings
+    from pipelines.models import ModelSettings
+    from pipelines.training.settings import TrainSettings
+
+    train_settings = dict(max_steps=12, batch_size=8, eval_batch_size=16, learning_rate=5e-3, warmup=0,
+                          eval_strategy="steps", eval_steps=6, logging_steps=3, num_threads=1)
+    train_settings.update(train_kw)
+    return FinetuneConfig(
+        output_dir=str(out),
+        model=ModelSettings(name=str(model), max_length=32),
+        data=DataSettings(train_file=str(train), eval_file=str(evaluation) if evaluation else None),
+        lora=LoraSettings(method=method, r=4, alpha=8, dropout=0.0),
+        train=TrainSettings(**train_settings),
+    )
+
+
+def tiny_pipeline(model: Path, train: Path, evaluation: Path, run_dir: Path, stages: list[str] | None = None):
+    """A pipeline config of tiny stages: 8 fine-tuning steps, a 1-layer student, 3 examples explained."""
+    from chain.config import STAGE_NAMES, PipelineConfig
+    from distill.config import DistillSettings, StudentSettings
+    from explain.config import ExplainSettings
+    from export.config import ExportSettings
+    from finetune.config import FinetuneSettings, LoraSettings
+    from pipelines.data import DataSettings
+    from pipelines.models import ModelSettings
+    from pipelines.training.settings import TrainSettings
+
+    return PipelineConfig(
+        output_dir=str(run_dir),
+        stages=list(stages or STAGE_NAMES),
+        data=DataSettings(train_file=str(train), eval_file=str(evaluation)),
+        finetune=FinetuneSettings(
+            model=ModelSettings(name=str(model), max_length=32),
+            lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+            train=TrainSettings(max_steps=8, batch_size=8, eval_batch_size=16, learning_rate=5e-3, warmup=0,
+                                eval_strategy="steps", eval_steps=4, logging_steps=2, num_threads=1)),
+        distill=DistillSettings(
+            student=StudentSettings(layers=1),
+            train=TrainSettings(max_steps=6, batch_size=8, learning_rate=1e-3, warmup=0, eval_strategy="steps",
+                                eval_steps=3, logging_steps=2, num_threads=1)),
+        explain=ExplainSettings(num_examples=3, max_evals=40, batch_size=64),
+        export=ExportSettings(max_accuracy_drop=1.0, num_threads=1),  # random tiny models: int8 may flip labels
+    )
+
+
+def logits_of(model_dir: Path, texts: list[str]):
+    """Logits of a saved classifier folder, loaded with plain transformers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy()
+
+
+class StopAt:
+    """A TrainerCallback that interrupts training once it reaches a step (as a kill would)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __getattr__(self, name):  # every other callback event does nothing
+        return lambda *args, **kwargs: None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt

@@ -13,18 +13,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from test_finetune import tiny_config  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-import pipelines.evaluation  # noqa: E402
-from pipelines.finetune import run_finetune  # noqa: E402
+import pipelines.training.trainer  # noqa: E402
+from finetune.stage import run_finetune  # noqa: E402
+from tests.conftest import tiny_config  # noqa: E402
 
 model, train, evaluation, out, report_dir = (Path(a) for a in sys.argv[1:6])
 rank = int(os.environ["RANK"])
 seen: list[str] = []
-collate = pipelines.evaluation.PaddingCollator.__call__
+collate = pipelines.training.trainer.PaddingCollator.__call__
 
 
 def recording_collate(self, features):
@@ -34,7 +33,7 @@ def recording_collate(self, features):
     return batch
 
 
-pipelines.evaluation.PaddingCollator.__call__ = recording_collate
+pipelines.training.trainer.PaddingCollator.__call__ = recording_collate
 
 
 class Record(TrainerCallback):

@@ -4,7 +4,7 @@
 
 Points: train-step (after step 3 of fine-tuning), checkpoint-save (inside the step-8 checkpoint, after the
 weights and optimizer, before the trainer state), model-save (fine-tuned model written to staging, not yet
-published), teacher-logits (inside the teacher-logit Dataset.map), explain (while explaining the second
+published), teacher-logits (while computing the teacher's logits), explain (while explaining the second
 model). It prints "KILL-POINT <point>" and kills itself with SIGKILL, so nothing gets to clean up.
 """
 
@@ -20,12 +20,13 @@ sys.path.insert(0, str(ROOT))
 
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
+import chain.runner  # noqa: E402
 import distill.teacher_logits  # noqa: E402
 import explain.stage  # noqa: E402
-import pipelines.finetune  # noqa: E402
+import finetune.stage  # noqa: E402
+from chain.config import PipelineConfig  # noqa: E402
+from chain.runner import STAGES, StageSpec, run_pipeline  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.pipeline_config import PipelineConfig  # noqa: E402
-from pipelines.runner import run_pipeline  # noqa: E402
 
 config_path, point = sys.argv[1], sys.argv[2]
 
@@ -41,9 +42,11 @@ if point == "train-step":
             if state.global_step == 3:
                 die()
 
-    original_finetune = pipelines.finetune.run_finetune
-    pipelines.finetune.run_finetune = lambda config, resume=False, overwrite=False: original_finetune(
-        config, resume, overwrite, callbacks=[KillAtStep()])
+    def finetune_with_kill(config, resume=False, overwrite=False):
+        return finetune.stage.run_finetune(config, resume=resume, overwrite=overwrite, callbacks=[KillAtStep()])
+
+    chain.runner.STAGES = tuple(StageSpec(s.name, finetune_with_kill, s.config, s.resumable) if s.name == "finetune"
+                                else s for s in STAGES)
 elif point == "checkpoint-save":
     original_rng = Trainer._save_rng_state
 
@@ -54,17 +57,15 @@ elif point == "checkpoint-save":
 
     Trainer._save_rng_state = save_rng_then_die
 elif point == "model-save":
-    original_card = pipelines.finetune.finetune_card
-
     def card_then_die(*args, **kwargs):
         die()
 
-    pipelines.finetune.finetune_card = card_then_die
+    finetune.stage.finetune_card = card_then_die
 elif point == "teacher-logits":
     def forward_then_die(*args, **kwargs):
         die()
 
-    distill.teacher_logits._forward_batch = forward_then_die
+    distill.teacher_logits.dataset_logits = forward_then_die
 elif point == "explain":
     original_explain = explain.stage.explain
     calls = []

@@ -16,11 +16,10 @@ sys.path.insert(0, str(ROOT))
 
 from transformers import TrainerCallback  # noqa: E402
 
-import distill.stage  # noqa: E402
-import pipelines.finetune  # noqa: E402
+import chain.runner  # noqa: E402
+from chain.config import PipelineConfig  # noqa: E402
+from chain.runner import STAGES, StageSpec, run_pipeline  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.pipeline_config import PipelineConfig  # noqa: E402
-from pipelines.runner import run_pipeline  # noqa: E402
 
 config_path, stage, step = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -32,8 +31,12 @@ class KillPoint(TrainerCallback):
             time.sleep(600)
 
 
-module, name = (pipelines.finetune, "run_finetune") if stage == "finetune" else (distill.stage, "run_distill")
-original = getattr(module, name)
-setattr(module, name, lambda config, resume=False, overwrite=False: original(config, resume, overwrite,
-                                                                               callbacks=[KillPoint()]))
+def with_kill_point(spec: StageSpec) -> StageSpec:
+    def run(config, resume=False, overwrite=False):
+        return spec.run(config, resume=resume, overwrite=overwrite, callbacks=[KillPoint()])
+
+    return StageSpec(spec.name, run, spec.config, spec.resumable)
+
+
+chain.runner.STAGES = tuple(with_kill_point(s) if s.name == stage else s for s in STAGES)
 run_pipeline(load_config(PipelineConfig, config_path))

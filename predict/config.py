@@ -1,0 +1,38 @@
+"""The prediction stage's config: which model, which file in and out, and how to batch."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from pipelines.errors import UserError
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    model: str = dataclasses.field(
+        default="runs/default/distill",
+        metadata={"help": "A model folder this project wrote: teacher, student, LoRA adapter or ONNX export."})
+    input_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "File to label (csv, tsv, jsonl, json, parquet or a datasets folder)."})
+    output_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "Where the labelled rows go (.csv, .tsv, .jsonl or .parquet)."})
+    text_column: str = dataclasses.field(default="text", metadata={"help": "Column with the text."})
+    text_pair_column: str | None = dataclasses.field(default=None, metadata={"help": "Second text column."})
+    label_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "Gold labels in the input, if any: the accuracy is reported."})
+    batch_size: int = dataclasses.field(default=64, metadata={"help": "Texts per batch."})
+    top_k: int = dataclasses.field(default=1, metadata={"help": "Also write the k best labels and their scores."})
+    max_length: int = dataclasses.field(default=128, metadata={"help": "Tokens per text; longer texts are truncated."})
+    num_threads: int | None = dataclasses.field(default=None, metadata={"help": "CPU threads; default: all cores."})
+    variant: Literal["auto", "fp32", "int8"] = dataclasses.field(
+        default="auto", metadata={"help": "ONNX folders: the copy to use (auto: int8 when present)."})
+    precision: Literal["auto", "fp32", "bf16"] = dataclasses.field(
+        default="auto", metadata={"help": "PyTorch folders: bf16 autocast (auto: where the CPU runs bf16 natively)."})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "Show a rows-per-second progress bar."})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.top_k < 1:
+            raise UserError("batch_size and top_k must be at least 1")
+        if self.max_length < 1:
+            raise UserError(f"max_length must be a positive number, got {self.max_length}")
