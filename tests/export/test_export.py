@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from export.config import ExportConfig, ExportSettings
 from export.parity import ParitySet
@@ -21,23 +20,6 @@ from pipelines.inference import load_backend, text_logits
 from predict.config import PredictConfig
 from predict.stage import run_predict
 from tests.conftest import LABELS, make_classifier, sentiment_rows, tiny_config, write_csv
-
-
-def direct_probabilities(model_dir: Path, texts: list[str]) -> np.ndarray:
-    """Each text alone through the plain transformers model: the reference for order and values."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    with torch.inference_mode():
-        return np.stack([torch.softmax(model(**tokenizer(t, return_tensors="pt")).logits[0], -1).numpy()
-                         for t in texts])
-
-
-def input_rows(n: int = 23) -> pd.DataFrame:
-    rows = sentiment_rows(n, seed=5)
-    return pd.DataFrame({"id": [f"r{i:02d}" for i in range(n)], "text": [t for t, _ in rows],
-                         "note": ["x, \"quoted\"" if i % 3 == 0 else "" for i in range(n)]})
 
 
 def parity_of(texts: list[str], labels: list[int] | None = None) -> ParitySet:
