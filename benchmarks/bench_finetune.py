@@ -10,7 +10,7 @@ repeated for each seed (150 steps leave a dev accuracy that moves by a point or 
   tokens at tokenization time, default_data_collator, random batches;
 - tuned: a plain Trainer with dynamic padding (DataCollatorWithPadding) and length-grouped batches
   (transformers' sampler: each mega-batch of 50 batches sorted from longest to shortest);
-- ours: `pipelines.finetune.run_finetune`, the stage itself (the same length groups, batches in shuffled
+- ours: `finetune.stage.run_finetune`, the stage itself (the same length groups, batches in shuffled
   order: pipelines/sampling.py; dropout masks drawn by numpy's SFC64: pipelines/dropout.py);
   ours_torch_dropout, the same with torch's own dropout (`train.fast_dropout: false`), to show what the
   masks alone give; and ours_bf16, ours with `train.bf16` (bfloat16 autocast, native on CPUs with

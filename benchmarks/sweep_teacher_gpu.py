@@ -130,7 +130,7 @@ def load_split(data: dict, split: str, remap: np.ndarray):
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, generator) -> list[np.ndarray]:
-    """Length-grouped batches in shuffled order, as `pipelines.sampling.shuffled_length_grouped_indices` makes
+    """Length-grouped batches in shuffled order, as `pipelines.training.sampling.shuffled_length_grouped_indices` makes
     them (mega-batches of 50 batches sorted longest first, batches shuffled, the longest batch first and a
     short last one last); not the same draws."""
     import torch

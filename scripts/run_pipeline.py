@@ -1,6 +1,6 @@
 """Run the whole pipeline: fine-tune -> distill -> export -> explain -> report, in one run folder.
 
-    python scripts/run_pipeline.py --config configs/default.yaml [--from distill] [--output-dir runs/mine]
+    python scripts/run_pipeline.py --config configs/default.yaml [--from-stage distill] [--output-dir runs/mine]
 
 Stages whose inputs are unchanged are skipped; a changed setting re-runs that stage and the ones after it;
 an interrupted run continues from its last checkpoint when run again with the same command.
