@@ -35,6 +35,23 @@ def test_masks_follow_torch_seed_and_differ_between_calls():
     assert first.shape == x.shape
 
 
+def test_each_rank_draws_its_own_masks_from_the_same_seed(monkeypatch):
+    """Under DDP every rank gets the same seed: the rank is mixed in, rank 0 keeps the single-process stream."""
+    shape = torch.Size([8, 64])
+    draws = {}
+    for rank in ("0", "1", "2", None):
+        if rank is None:
+            monkeypatch.delenv("RANK", raising=False)
+        else:
+            monkeypatch.setenv("RANK", rank)
+        torch.manual_seed(11)
+        draws[rank] = keep_mask(shape, 0.5)
+    assert torch.equal(draws["0"], draws[None])  # one process alone draws rank 0's masks
+    assert not torch.equal(draws["0"], draws["1"]) and not torch.equal(draws["1"], draws["2"])
+    for mask in draws.values():
+        assert abs(mask.float().mean().item() - 0.5) < 0.1
+
+
 def test_gradient_is_mask_times_scale():
     x = torch.randn(64, 32, requires_grad=True)
     out = FastDropout(0.25).train()(x)
