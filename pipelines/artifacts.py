@@ -275,8 +275,21 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _canonical(value: Any) -> Any:
+    """Values as a config means them: a whole float is its integer (a warm-up of 0 written in Python and 0.0 read
+    from YAML are one setting), containers recursively."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
+
+
 def config_hash(config_dict: dict) -> str:
-    return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
+    """A short hash of a config's values, the same however the numbers were written."""
+    return hashlib.sha256(json.dumps(_canonical(config_dict), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _git(*args: str) -> str | None:

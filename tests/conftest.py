@@ -228,3 +228,54 @@ class StopAt:
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             raise KeyboardInterrupt
+
+
+class ResumeProbe:
+    """A TrainerCallback recording where training began (global step, optimizer and scheduler state) and how many
+    optimizer steps it then took: what tells a resume from a restart."""
+
+    def __init__(self):
+        self.began_at: int | None = None
+        self.steps = 0
+        self.optimizer_state: dict = {}
+        self.scheduler_state: dict = {}
+
+    def __getattr__(self, name):  # every other callback event does nothing
+        return lambda *args, **kwargs: None
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        self.began_at = state.global_step
+        self.optimizer_state = {key: {name: value.clone() if hasattr(value, "clone") else value
+                                      for name, value in values.items()}
+                                for key, values in optimizer.state_dict()["state"].items()}
+        self.scheduler_state = dict(lr_scheduler.state_dict())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+    def assert_resumed_from(self, checkpoint: Path) -> None:
+        """Began at the checkpoint's step with the checkpoint's optimizer moments and schedule."""
+        import torch
+
+        step = int(checkpoint.name.rsplit("-", 1)[-1])
+        assert self.began_at == step, f"began at step {self.began_at}, not at the checkpoint's {step}"
+        saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)["state"]
+        assert saved and set(saved) == set(self.optimizer_state)
+        for key, values in saved.items():
+            for name in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(values[name], self.optimizer_state[key][name]), (key, name)
+        schedule = torch.load(checkpoint / "scheduler.pt", weights_only=True)
+        assert self.scheduler_state["last_epoch"] == schedule["last_epoch"] == step
+
+
+def with_stage_callbacks(monkeypatch, stage: str, callbacks: list) -> None:
+    """Make the pipeline runner pass `callbacks` to one training stage (as a user's hook would)."""
+    import chain.runner
+
+    def wrap(spec):
+        def run(config, resume=False, overwrite=False):
+            return spec.run(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
+
+        return chain.runner.StageSpec(spec.name, run, spec.config, spec.resumable)
+
+    monkeypatch.setattr(chain.runner, "STAGES", tuple(wrap(s) if s.name == stage else s for s in chain.runner.STAGES))

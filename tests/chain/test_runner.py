@@ -4,6 +4,7 @@ resumes after a kill; stages find what earlier ones decided in their folders."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from chain.config import STAGE_NAMES, PipelineConfig
 from chain.runner import STAGES, run_pipeline
 from pipelines.config import dump_yaml, load_config
 from pipelines.errors import UserError
-from tests.conftest import ROOT, logits_of, tiny_pipeline
+from tests.conftest import ROOT, ResumeProbe, logits_of, tiny_pipeline, with_stage_callbacks
 
 
 def test_the_table_holds_every_stage_in_order_and_each_config_builds():
@@ -75,7 +76,7 @@ def test_refusals(tiny_bert, sentiment_files, tmp_path):
         run_pipeline(config)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tiny_bert, sentiment_files, tmp_path):
+def test_resume_after_kill_continues_from_the_checkpoint(tiny_bert, sentiment_files, tmp_path, monkeypatch):
     train, evaluation = sentiment_files
     straight = tiny_pipeline(tiny_bert, train, evaluation, tmp_path / "straight")
     straight.stages = ["finetune"]
@@ -99,8 +100,13 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert, sentiment_files,
     folder = tmp_path / "killed" / "finetune"
     assert (folder / "checkpoints" / "checkpoint-4").is_dir() and not (folder / "manifest.json").exists()
 
+    checkpoint = shutil.copytree(folder / "checkpoints" / "checkpoint-4", tmp_path / "checkpoint-4")
+    probe = ResumeProbe()
+    with_stage_callbacks(monkeypatch, "finetune", [probe])
     result = run_pipeline(config)  # the same command again
     assert statuses(result) == {"finetune": "ran"}
+    probe.assert_resumed_from(checkpoint)
+    assert probe.steps == 4  # the 4 steps after the checkpoint, not all 8 again
     log = json.loads((folder / "training_log.json").read_text())
     assert [e["step"] for e in log if "loss" in e][:2] == [2, 4]  # history from before the kill was kept
     texts = ["the film was superb", "boring and sad"]

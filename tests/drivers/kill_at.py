@@ -2,10 +2,11 @@
 
     python tests/drivers/kill_at.py CONFIG.yaml POINT
 
-Points: train-step (after step 3 of fine-tuning), checkpoint-save (inside the step-8 checkpoint, after the
-weights and optimizer, before the trainer state), model-save (fine-tuned model written to staging, not yet
-published), teacher-logits (while computing the teacher's logits), explain (while explaining the second
-model). It prints "KILL-POINT <point>" and kills itself with SIGKILL, so nothing gets to clean up.
+Points: train-step (after step 6 of fine-tuning, the step-4 checkpoint written), checkpoint-save (inside the
+step-8 checkpoint, after the weights and optimizer, before the trainer state), model-save (fine-tuned model
+written to staging, not yet published), teacher-logits (while computing the teacher's logits), explain (while
+explaining the second model). It prints "KILL-POINT <point>" and kills itself with SIGKILL, so nothing gets to
+clean up.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def die() -> None:
 if point == "train-step":
     class KillAtStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
+            if state.global_step == 6:
                 die()
 
     def finetune_with_kill(config, resume=False, overwrite=False):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from pipelines.data import DataSettings
 from pipelines.errors import UserError
 from pipelines.models import ModelSettings
 from pipelines.training.settings import TrainSettings
-from tests.conftest import ROOT, logits_of, sentiment_rows, tiny_pipeline, write_csv
+from tests.conftest import ROOT, ResumeProbe, logits_of, sentiment_rows, tiny_pipeline, with_stage_callbacks, write_csv
 
 TEXTS = ["the film was superb", "boring and sad", "it is a wonderful story"]
 
@@ -59,8 +59,15 @@ def no_half_written(run_dir: Path) -> None:
     assert (run_dir / "report" / "report.html").read_text().rstrip().endswith("</html>")
 
 
-@pytest.mark.parametrize("point", ["train-step", "checkpoint-save", "model-save", "teacher-logits", "explain"])
-def test_kill_point_rerun_finishes_with_the_uninterrupted_results(point, tiny_bert, data_files, straight, tmp_path):
+# Where the re-run's fine-tuning begins after each kill (its step and the checkpoint it resumes), and how many
+# optimizer steps it takes: None when fine-tuning had finished and is skipped.
+RESUMES = {"train-step": (4, 4), "checkpoint-save": (4, 4), "model-save": (8, 0), "teacher-logits": None,
+           "explain": None}
+
+
+@pytest.mark.parametrize("point", list(RESUMES))
+def test_kill_point_rerun_finishes_with_the_uninterrupted_results(point, tiny_bert, data_files, straight, tmp_path,
+                                                                   monkeypatch):
     config = tiny_pipeline(tiny_bert, *data_files, tmp_path / "run")
     config_file = tmp_path / "pipeline.yaml"
     config_file.write_text(dump_yaml(config))
@@ -68,8 +75,20 @@ def test_kill_point_rerun_finishes_with_the_uninterrupted_results(point, tiny_be
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert killed.returncode == -9 and f"KILL-POINT {point}" in killed.stdout, killed.stderr[-2000:]
 
-    result = run_pipeline(config)  # the same command again
     run_dir = tmp_path / "run"
+    expected = RESUMES[point]
+    if expected:  # the checkpoint it must resume from, kept aside (publishing deletes the checkpoints)
+        checkpoint = shutil.copytree(run_dir / "finetune" / "checkpoints" / f"checkpoint-{expected[0]}",
+                                     tmp_path / f"checkpoint-{expected[0]}")
+    probe = ResumeProbe()
+    with_stage_callbacks(monkeypatch, "finetune", [probe])
+    result = run_pipeline(config)  # the same command again
+    if expected:
+        assert result.stages["finetune"]["status"] == "ran"
+        probe.assert_resumed_from(checkpoint)
+        assert probe.steps == expected[1]  # only the steps after the checkpoint
+    else:
+        assert result.stages["finetune"]["status"] == "skipped" and probe.began_at is None
     assert set(result.stages) == {"finetune", "distill", "export", "explain", "report"}
     no_half_written(run_dir)
     mine = json.loads((run_dir / "finetune" / "metrics.json").read_text())["eval"]
@@ -174,9 +193,7 @@ print("FIRST-DONE", flush=True)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train"]["global_step"] == 4 and (out / "manifest.json").is_file()
     np.testing.assert_allclose(logits_of(out, TEXTS), logits_of(out, TEXTS))  # loads: not corrupted
-    started = time.perf_counter()
     run_finetune(finetune_config(tiny_bert, data_files, out), overwrite=True)  # the lock went with the first run
-    assert time.perf_counter() - started < 120
 
 
 def test_same_config_and_seed_give_identical_results(tiny_bert, data_files, straight, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 from finetune.stage import run_finetune
 from pipelines.data import read_record, recorded_data
 from pipelines.errors import UserError
-from tests.conftest import ROOT, StopAt, logits_of, sentiment_rows, tiny_config, write_csv
+from tests.conftest import ROOT, ResumeProbe, StopAt, logits_of, sentiment_rows, tiny_config, write_csv
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
@@ -91,7 +92,7 @@ def test_sentence_pairs_train(tiny_bert, tmp_path):
     assert len(rebuilt.eval) == 5 and set(rebuilt.eval["text"]).isdisjoint(rebuilt.train["text"])
 
 
-def test_resume_continues_from_checkpoint_and_matches_uninterrupted(tiny_bert, sentiment_files, tmp_path):
+def test_resume_continues_from_the_checkpoint_not_from_step_0(tiny_bert, sentiment_files, tmp_path):
     train, evaluation = sentiment_files
     straight = run_finetune(tiny_config(tiny_bert, train, evaluation, tmp_path / "straight", eval_steps=4))
 
@@ -106,8 +107,12 @@ def test_resume_continues_from_checkpoint_and_matches_uninterrupted(tiny_bert, s
     changed = tiny_config(tiny_bert, train, evaluation, out, eval_steps=4, learning_rate=1e-2)
     with pytest.raises(UserError, match="setting 'train.learning_rate' differs"):
         run_finetune(changed, resume=True)
-    resumed = run_finetune(config, resume=True)
+    probe = ResumeProbe()
+    checkpoint = shutil.copytree(out / "checkpoints" / "checkpoint-4", tmp_path / "checkpoint-4")  # deleted on publish
+    resumed = run_finetune(config, resume=True, callbacks=[probe])
 
+    probe.assert_resumed_from(checkpoint)  # its step, its optimizer moments, its schedule
+    assert probe.steps == 8  # only the remaining optimizer steps: 12 - 4
     assert resumed.metrics["train"]["global_step"] == 12
     log = json.loads((out / "training_log.json").read_text())
     assert min(entry["step"] for entry in log) <= 4  # history before the interruption was kept

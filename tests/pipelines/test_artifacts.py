@@ -59,3 +59,10 @@ def test_a_failure_while_publishing_leaves_the_previous_result(tmp_path, failure
         assert "nothing was published and any previous result there is unchanged" in str(caught.value)
     assert (out / "model.txt").read_text() == "first" and (out / artifacts.MANIFEST).is_file()
     assert not list(out.glob(".staging-*"))
+
+
+def test_the_config_hash_is_the_same_however_numbers_were_written():
+    assert artifacts.config_hash({"train": {"warmup": 0, "epochs": 2}}) == artifacts.config_hash(
+        {"train": {"warmup": 0.0, "epochs": 2.0}})
+    assert artifacts.config_hash({"lr": 0.5}) != artifacts.config_hash({"lr": 0.25})
+    assert artifacts.config_hash({"flag": True}) != artifacts.config_hash({"flag": 1.5})
