@@ -122,10 +122,8 @@ def folder_kind(path: Path) -> str:
         raise UserError(f"model path {path} is a file; pass the folder that holds it")
     if any((path / name).is_file() for name in ONNX_FILES.values()):
         return "onnx"
-    if is_adapter_folder(path):
-        return "adapter"
     check_weights(path)
-    return "pytorch"
+    return "adapter" if is_adapter_folder(path) else "pytorch"
 
 
 def use_bf16(precision: str) -> bool:

@@ -51,8 +51,9 @@ def pickle_allowed() -> bool:
 
 
 def check_weights(path: Path) -> None:
-    """A local model folder must hold safetensors weights; pickle-only folders need --allow-pickle."""
-    if any(path.glob("*.safetensors")) or is_adapter_folder(path):
+    """A local model or LoRA adapter folder must hold safetensors weights; pickle-only ones need --allow-pickle."""
+    adapter = is_adapter_folder(path)
+    if any(path.glob("adapter_model.safetensors" if adapter else "*.safetensors")):
         return
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles and not pickle_allowed():
@@ -60,7 +61,8 @@ def check_weights(path: Path) -> None:
                         "this tool loads safetensors only: pass --allow-pickle to load them anyway (only for files "
                         "you trust), or convert them with save_pretrained")
     if not pickles:
-        raise UserError(f"model folder {path} holds no model weights (no model.safetensors)")
+        kind, weights = ("adapter", "adapter_model") if adapter else ("model", "model")
+        raise UserError(f"{kind} folder {path} holds no {kind} weights (no {weights}.safetensors)")
 
 
 def is_adapter_folder(path: Path) -> bool:
@@ -152,6 +154,7 @@ def resolve_model(name: str) -> ModelSource:
         if not path.is_dir():
             raise UserError(f"model path {path} is a file; pass the folder that holds config.json")
         if is_adapter_folder(path):
+            check_weights(path)
             return ModelSource(name=name, location=str(path), kind="adapter")
         if not (path / "config.json").is_file():
             raise UserError(f"model folder {path} has no config.json; pass a Hugging Face model folder")

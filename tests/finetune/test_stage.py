@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -80,16 +81,33 @@ def test_full_finetuning_learns_the_keyword(tiny_bert, tmp_path):
     assert result.metrics["parameters"]["trained"] == result.metrics["parameters"]["total"]
 
 
-def test_sentence_pairs_train(tiny_bert, tmp_path):
-    rows = [(t, "it is", y) for t, y in sentiment_rows(48)]
-    train = write_csv(tmp_path / "train.csv", rows, header=("premise", "hypothesis", "label"))
-    config = tiny_config(tiny_bert, train, None, tmp_path / "out", max_steps=4, eval_steps=2)
+def test_sentence_pairs_train_on_the_second_text(tiny_bert, tmp_path):
+    """The label is decided by the second text alone (the first is filler): only a model that reads the pair
+    can learn it."""
+    def pair_rows(n, seed):
+        rng = random.Random(seed)
+        neutral = ["the", "movie", "film", "plot", "was", "is", "it", "this", "very", "really", "story", "actors"]
+        return [(" ".join(rng.sample(neutral, rng.randint(2, 6))), text, label)
+                for text, label in sentiment_rows(n, seed=seed)]
+
+    header = ("premise", "hypothesis", "label")
+    train = write_csv(tmp_path / "train.csv", pair_rows(256, 1), header=header)
+    evaluation = write_csv(tmp_path / "eval.csv", pair_rows(64, 2), header=header)
+    config = tiny_config(tiny_bert, train, evaluation, tmp_path / "out", method="full", max_steps=160, batch_size=16,
+                         learning_rate=1e-3, eval_steps=80)
     config.data.text_column, config.data.text_pair_column = "premise", "hypothesis"
     result = run_finetune(config)
-    assert result.metrics["data"]["eval_examples"] == 5  # the held-out stratified 10%
-    rebuilt = recorded_data(tmp_path / "out")  # a later stage finds the same held-out split and its pairs
-    assert rebuilt.has_pair and rebuilt.eval["text"] == recorded_data(tmp_path / "out").eval["text"]
-    assert len(rebuilt.eval) == 5 and set(rebuilt.eval["text"]).isdisjoint(rebuilt.train["text"])
+    assert result.metrics["eval"]["accuracy"] >= 0.9
+
+    held_out = tmp_path / "held_out"  # without an eval file: a later stage finds the same split and its pairs
+    config = tiny_config(tiny_bert, train, None, held_out, max_steps=2, eval_strategy="no")
+    config.data.text_column, config.data.text_pair_column = "premise", "hypothesis"
+    assert run_finetune(config).metrics["data"]["eval_examples"] == 26  # the stratified 10%
+    rebuilt = recorded_data(held_out)
+    assert rebuilt.has_pair and len(rebuilt.eval) == 26 and rebuilt.eval["text_pair"] == recorded_data(
+        held_out).eval["text_pair"]
+    assert set(zip(rebuilt.eval["text"], rebuilt.eval["text_pair"], strict=True)).isdisjoint(
+        zip(rebuilt.train["text"], rebuilt.train["text_pair"], strict=True))
 
 
 def test_resume_continues_from_the_checkpoint_not_from_step_0(tiny_bert, sentiment_files, tmp_path):

@@ -80,6 +80,10 @@ def world(tmp_path_factory, tiny_bert, tiny_llama, tiny_classifier) -> dict[str,
     w["pickle_model"].mkdir()
     shutil.copy(tiny_classifier / "config.json", w["pickle_model"] / "config.json")
     (w["pickle_model"] / "pytorch_model.bin").write_bytes(b"pickle, not safetensors")
+    w["pickle_adapter"] = d / "pickle_adapter"
+    w["pickle_adapter"].mkdir()
+    (w["pickle_adapter"] / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_bert)}))
+    (w["pickle_adapter"] / "adapter_model.bin").write_bytes(b"pickle, not safetensors")
     w["other_labels"] = make_classifier(tiny_bert, d / "other_labels", labels=["bad", "good"])
     put("a_file", "a_file.txt", "not a folder")
     w["existing_csv"] = write_csv(d / "existing.csv", [("keep me", "x")])
@@ -159,6 +163,8 @@ CASES = [
      r"pickle_model holds only pickle weights \(pytorch_model\.bin\).*--allow-pickle", "new"),
     ("pickle-weights-predict", "predict", PREDICT + ["--model", "{pickle_model}"],
      r"pickle_model holds only pickle weights \(pytorch_model\.bin\).*--allow-pickle", "file"),
+    ("pickle-adapter-predict", "predict", PREDICT + ["--model", "{pickle_adapter}"],
+     r"pickle_adapter holds only pickle weights \(adapter_model\.bin\).*--allow-pickle", "file"),
     ("adapter-for-another-base", "predict", PREDICT + ["--model", "{wrong_adapter}"],
      r"the adapter in .*wrong_adapter was not made for the base model .*tiny_llama", "file"),
     ("student-more-layers-than-teacher", "distill", DISTILL + ["--student.layers", "5"],
@@ -261,6 +267,6 @@ def test_bad_input_is_refused_cleanly(case_id, name, arguments, expected, output
     assert re.search(expected, errors[0]), errors[0]
     assert snapshot(target) == before, f"{case_id} changed {target}"
     if case_id == "hub-id-offline":
-        assert seconds < 10  # no retries against a hub that cannot be reached
+        assert seconds < 30  # generous: the hub's retries would take about 47 s
     if name == "run_pipeline":
         assert not (world["train"].parent / "prun").exists()
