@@ -198,6 +198,8 @@ def run_distill(config: DistillConfig, *, resume: bool = False, overwrite: bool 
                             fingerprint)
         eval_ds = tokenize(data.eval, student.tokenizer, max_length, data.has_pair, cache_dir, "student-eval",
                            data.fingerprint)
+        selection_ds = tokenize(data.selection, student.tokenizer, max_length, data.has_pair, cache_dir,
+                                "student-selection", data.fingerprint) if data.selection is not None else None
         train_ds, computed = with_teacher_targets(train_ds, rows, teacher, student, mode, cache_dir, fingerprint,
                                                   max_length, data.has_pair)
     prepared = time.perf_counter()
@@ -209,7 +211,7 @@ def run_distill(config: DistillConfig, *, resume: bool = False, overwrite: bool 
     if config.loss.attention_weight > 0:
         teacher.model.config._attn_implementation = student.model.config._attn_implementation = "eager"
     set_seed(config.train.seed)
-    trainer = build_trainer(student.model, args, config.train, train_ds, eval_ds, student.tokenizer,
+    trainer = build_trainer(student.model, args, config.train, train_ds, selection_ds or eval_ds, student.tokenizer,
                             collator=DistillCollator(student.tokenizer,
                                                      None if student.tokenizer is teacher.tokenizer
                                                      else teacher.tokenizer),
@@ -239,9 +241,14 @@ def run_distill(config: DistillConfig, *, resume: bool = False, overwrite: bool 
         "train_examples": len(train_ds),
         "augmented_examples": len(train_ds) - len(data.train),
         "global_step": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_checkpoint_chosen_on": "selection split" if data.selection is not None else "eval data",
+        "best_checkpoint_accuracy": trainer.state.best_metric,
     }
-    metrics = {"eval": student_metrics, "data": {"train_examples": len(data.train), "eval_examples": len(data.eval),
-                                                 "label_names": data.label_names, "notes": data.notes}}
+    metrics = {"eval": student_metrics, "data": {
+        "train_examples": len(data.train), "eval_examples": len(data.eval),
+        "selection_examples": len(data.selection) if data.selection is not None else None,
+        "label_names": data.label_names, "notes": data.notes}}
     with artifacts.publishing(output_dir, STAGE, settings, data.fingerprint, started,
                               {"prepare": prepared - started, "train": trained - prepared}) as staging:
         student.model.save_pretrained(staging, safe_serialization=True)

@@ -52,6 +52,8 @@ def run_finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: boo
                             data.fingerprint)
         eval_ds = tokenize(data.eval, tokenizer, config.model.max_length, data.has_pair, cache_dir, "eval",
                            data.fingerprint)
+        selection_ds = tokenize(data.selection, tokenizer, config.model.max_length, data.has_pair, cache_dir,
+                                "selection", data.fingerprint) if data.selection is not None else None
     prepared = time.perf_counter()
 
     from transformers import set_seed
@@ -60,9 +62,10 @@ def run_finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: boo
     model = load_classifier(source, data.label_names, tokenizer, config.model.trust_remote_code)
     if config.lora.method == "lora":
         model = add_lora(model, config.lora)
-    trainer = build_trainer(model, args, config.train, train_ds, eval_ds, tokenizer, callbacks=callbacks,
-                            optimizer=loraplus_optimizer(model, config.lora, config.train.learning_rate,
-                                                         config.train.weight_decay))
+    # checkpoints are chosen on the selection split when there is one, and the eval data is then scored once
+    optimizer = loraplus_optimizer(model, config.lora, config.train.learning_rate, config.train.weight_decay)
+    trainer = build_trainer(model, args, config.train, train_ds, selection_ds or eval_ds, tokenizer,
+                            callbacks=callbacks, optimizer=optimizer)
     train_output = train(trainer, checkpoint_dir, resume)
     trained = time.perf_counter()
     if not trainer.is_world_process_zero():
@@ -100,10 +103,13 @@ def publish_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: 
                 "global_step": trainer.state.global_step,
                 "epochs": trainer.state.epoch,
                 "best_checkpoint": trainer.state.best_model_checkpoint,
+                "best_checkpoint_chosen_on": "selection split" if data.selection is not None else "eval data",
+                "best_checkpoint_accuracy": trainer.state.best_metric,
             },
             "data": {
                 "train_examples": len(data.train),
                 "eval_examples": len(data.eval),
+                "selection_examples": len(data.selection) if data.selection is not None else None,
                 "label_names": data.label_names,
                 "notes": data.notes,
             },

@@ -52,6 +52,11 @@ class DataSettings:
     validation_split: float = dataclasses.field(
         default=0.1, metadata={"help": "Share of train held out for evaluation when there is no eval file."}
     )
+    selection_split: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Share of train held out (stratified, seeded) to choose the best checkpoint on, so the "
+                          "eval data is scored once, at the end; unset: checkpoints are chosen on the eval data."},
+    )
     empty_texts: Literal["error", "drop"] = dataclasses.field(
         default="error", metadata={"help": "Rows with empty or missing texts: refuse the file, or drop them."}
     )
@@ -63,8 +68,10 @@ class DataSettings:
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.validation_split < 1.0:
-            raise UserError(f"data.validation_split must be between 0 and 1, got {self.validation_split}")
+        for key in ("validation_split", "selection_split"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 < value < 1.0:
+                raise UserError(f"data.{key} must be between 0 and 1, got {value}")
         for key in ("max_train_samples", "max_eval_samples"):
             if getattr(self, key) is not None:
                 require_positive(f"data.{key}", getattr(self, key))
@@ -81,6 +88,7 @@ class PreparedData:
     fingerprint: str
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # data file -> sha256 of its contents
+    selection: Any = None  # rows held out of train to choose the checkpoint on (data.selection_split), or None
     settings: DataSettings | None = None  # what they were prepared from, and with which seed
     seed: int = 0
 
@@ -235,24 +243,13 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
         files[str(eval_path)] = artifacts.file_digest(eval_path)
         fingerprint_parts.append(files[str(eval_path)])
     else:
-        counts = {}
-        for label_id in train[LABEL]:
-            counts[label_id] = counts.get(label_id, 0) + 1
-        if min(counts.values()) < 2:
-            rare = names[min(counts, key=counts.get)]
-            raise UserError(
-                f"{train_path}: class '{rare}' has a single example, too few for a stratified split; "
-                "pass an eval file"
-            )
-        test_size = max(len(counts), round(len(train) * settings.validation_split))
-        if len(train) - test_size < len(counts):
-            raise UserError(
-                f"{train_path}: {len(train)} rows are too few to hold out a stratified evaluation split; "
-                "pass an eval file"
-            )
-        split = train.train_test_split(test_size=test_size, stratify_by_column=LABEL, seed=seed)
-        train, evaluation = split["train"], split["test"]
+        train, evaluation = hold_out(train, settings.validation_split, seed, train_path, names, "an evaluation split")
         fingerprint_parts.append(f"split={settings.validation_split}")
+    selection = None
+    if settings.selection_split:
+        train, selection = hold_out(train, settings.selection_split, seed, train_path, names,
+                                    "a split to choose the checkpoint on")
+        fingerprint_parts.append(f"selection={settings.selection_split}")
 
     if settings.max_train_samples and settings.max_train_samples < len(train):
         train = train.shuffle(seed=seed).select(range(settings.max_train_samples))
@@ -275,9 +272,25 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
         fingerprint=fingerprint,
         notes=notes,
         files=files,
+        selection=selection,
         settings=settings,
         seed=seed,
     )
+
+
+def hold_out(train, share: float, seed: int, path: Path, names: list[str], what: str):
+    """(the rest of train, a stratified, seeded share of it); refused when a class or the file is too small."""
+    counts: dict[int, int] = {}
+    for label_id in train[LABEL]:
+        counts[label_id] = counts.get(label_id, 0) + 1
+    if min(counts.values()) < 2:
+        rare = names[min(counts, key=counts.get)]
+        raise UserError(f"{path}: class '{rare}' has a single example, too few to hold out {what}; pass an eval file")
+    test_size = max(len(counts), round(len(train) * share))
+    if len(train) - test_size < len(counts):
+        raise UserError(f"{path}: {len(train)} rows are too few to hold out {what}; pass an eval file")
+    split = train.train_test_split(test_size=test_size, stratify_by_column=LABEL, seed=seed)
+    return split["train"], split["test"]
 
 
 def _encode_labels(ds, ids: list[int], names: list[str]):

@@ -110,6 +110,31 @@ def test_sentence_pairs_train_on_the_second_text(tiny_bert, tmp_path):
         zip(rebuilt.train["text"], rebuilt.train["text_pair"], strict=True))
 
 
+def test_checkpoints_are_chosen_on_the_selection_split_and_eval_is_scored_once(tiny_bert, sentiment_files, tmp_path):
+    from transformers import TrainerCallback
+
+    class EvaluatedOn(TrainerCallback):
+        sizes: list[int] = []
+
+        def on_evaluate(self, args, state, control, eval_dataloader=None, **kwargs):
+            self.sizes.append(len(eval_dataloader.dataset))
+
+    train, evaluation = sentiment_files  # 64 and 16 rows
+    out = tmp_path / "out"
+    config = tiny_config(tiny_bert, train, evaluation, out, eval_steps=4)
+    config.data.selection_split = 0.125
+    metrics = run_finetune(config, callbacks=[EvaluatedOn()]).metrics
+    assert EvaluatedOn.sizes == [8, 8, 8]  # every evaluation during training saw the 8 held-out training rows
+    assert metrics["data"] == {**metrics["data"], "train_examples": 56, "selection_examples": 8, "eval_examples": 16}
+    assert metrics["train"]["best_checkpoint_chosen_on"] == "selection split"
+    assert sum(map(sum, metrics["eval"]["confusion_matrix"]["counts"])) == 16  # the eval file, scored at the end
+    log = json.loads((out / "training_log.json").read_text())
+    best = max(e["eval_accuracy"] for e in log if "eval_accuracy" in e)
+    assert metrics["train"]["best_checkpoint_accuracy"] == pytest.approx(best)
+    rebuilt = recorded_data(out)
+    assert rebuilt.selection is not None and len(rebuilt.selection) == 8 and len(rebuilt.train) == 56
+
+
 def test_resume_continues_from_the_checkpoint_not_from_step_0(tiny_bert, sentiment_files, tmp_path):
     train, evaluation = sentiment_files
     straight = run_finetune(tiny_config(tiny_bert, train, evaluation, tmp_path / "straight", eval_steps=4))
