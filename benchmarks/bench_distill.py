@@ -5,10 +5,13 @@
 Students not named in --students keep their rows from the previous results file (when it has the same
 teacher accuracy); every row records the git commit it was measured at (and git_dirty: tracked files changed).
 
-Every student learns from the same teacher folder (the configs/sst2_minilm.yaml recipe) on the full SST-2
-train set for its recipe's epochs, with length-grouped batches, and is evaluated on the 872 dev sentences
-after each epoch (the 2-layer student every 500 steps); the best evaluation is kept (as the teacher's best
-checkpoint is, and as configs/distill_sst2.yaml does), and each row records every evaluation's dev accuracy.
+Every student learns from the same teacher folder (the configs/sst2_minilm.yaml recipe) on the data the
+teacher was trained on (its data.json: SST-2 train minus the 3% it chose its checkpoints on) for its recipe's
+epochs, with length-grouped batches. It is evaluated after each epoch (the 2-layer student every 500 steps) on
+that held-out 3% and the best evaluation is kept; the 872 dev sentences are scored once, at the end
+(dev_accuracy). Dev is also scored at every evaluation beside it, so each row shows what choosing on dev would
+have reported (dev_accuracy_if_selected_on_dev). Rows of earlier runs, chosen on dev, are kept apart in
+previous_students.
 Teacher logits are cached once (benchmarks/work/cache) and shared by the students; students trained with
 the hidden-state loss run the teacher on every batch instead, as that loss needs its hidden states. The
 precomputed-vs-online ratio times the same logit-only distillation steps of the 3-layer student with the
@@ -28,9 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import ReportedSetTracker, provenance  # noqa: E402
 from distill.config import AugmentSettings, DistillConfig, LossSettings, StudentSettings  # noqa: E402
 from pipelines.artifacts import git_state  # noqa: E402
-from pipelines.data import DataSettings  # noqa: E402
+from pipelines.data import DataSettings, recorded_data  # noqa: E402
 from pipelines.training.settings import TrainSettings  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "distill"
@@ -71,26 +75,37 @@ def config_for(name: str, teacher: Path, **overrides) -> DistillConfig:
         student=student,
         loss=loss,
         augment=augment,
-        data=DataSettings(train_file=str(ROOT / "data/sst2/train.tsv"), eval_file=str(ROOT / "data/sst2/dev.tsv"),
-                          text_column="sentence"),
+        data=DataSettings(),  # the teacher's data and splits
         train=TrainSettings(**train),
     )
 
 
-def dev_accuracy_by_epoch(run_dir: Path) -> dict[str, float]:
-    """Epoch -> dev accuracy from the run's training log (the Trainer's evaluations)."""
+def selection_accuracy_by_step(run_dir: Path) -> dict[int, float]:
+    """Step -> accuracy on the selection split from the run's training log (the Trainer's evaluations)."""
     log = json.loads((Path(run_dir) / "training_log.json").read_text())
-    return {f"{entry['epoch']:g}": round(entry["eval_accuracy"], 4) for entry in log if "eval_accuracy" in entry}
+    return {entry["step"]: round(entry["eval_accuracy"], 4) for entry in log if "eval_accuracy" in entry}
 
 
-def kept_rows(measured: list[dict], teacher_row: dict) -> list[dict]:
+def previous_results() -> dict:
+    return json.loads((RESULTS / "distill.json").read_text()) if (RESULTS / "distill.json").is_file() else {}
+
+
+def kept_rows(measured: list[dict], teacher_row: dict, previous: dict) -> list[dict]:
     """The students measured now, plus the previous results' rows of students not re-run (same teacher only),
     in STUDENTS order; each row carries the commit it was measured at and the teacher's latency in that run."""
-    previous = json.loads((RESULTS / "distill.json").read_text()) if (RESULTS / "distill.json").is_file() else {}
     same_teacher = previous.get("teacher", {}).get("dev_accuracy") == teacher_row["dev_accuracy"]
     rows = {row["name"]: row for row in previous.get("students", []) if same_teacher}
     rows.update({row["name"]: row for row in measured})
     return [rows[name] for name in STUDENTS if name in rows]
+
+
+def earlier_rows(previous: dict, teacher_row: dict) -> dict:
+    """Rows of an earlier teacher, chosen on dev: kept apart so the change of method stays visible."""
+    if previous.get("teacher", {}).get("dev_accuracy") == teacher_row["dev_accuracy"]:
+        return previous.get("previous_students", {})
+    if previous.get("students") and all(row.get("selected_on", "dev") == "dev" for row in previous["students"]):
+        return {"teacher": previous["teacher"], "selected_on": "dev", "students": previous["students"]}
+    return previous.get("previous_students", {})
 
 
 def main() -> None:
@@ -119,6 +134,7 @@ def main() -> None:
     teacher = Path(args.teacher)
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    previous = previous_results()
     students, teacher_row = [], None
     for name in [] if args.students == "none" else args.students.split(","):
         if name == "narrow":  # the layer-student flags leave the narrow student's recipe alone
@@ -131,14 +147,18 @@ def main() -> None:
             for key in ("copies", "min_words"):
                 if getattr(args, f"augment_{key}") is not None:
                     setattr(config.augment, key, getattr(args, f"augment_{key}"))
-        result = run_distill(config, overwrite=(WORK / name).exists())
+        tracker = ReportedSetTracker(recorded_data(teacher))
+        result = run_distill(config, overwrite=(WORK / name).exists(), callbacks=[tracker])
         m = result.metrics
         teacher_row = {"dev_accuracy": m["teacher"]["dev_accuracy"], "latency_b1_ms": m["teacher"]["latency_b1_ms"],
                        "latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["teacher"]["parameters"]}
         students.append({
             "name": name, "layers": m["student"]["layers"], "layer_map": m["student"]["layer_map"],
             "hidden_size": m["student"]["hidden_size"],
-            "dev_accuracy": m["student"]["dev_accuracy"], "retention": m["retention"], "agreement": m["agreement"],
+            "dev_accuracy": m["student"]["dev_accuracy"], "selected_on": m["train"]["best_checkpoint_chosen_on"],
+            "selection_accuracy": m["train"]["best_checkpoint_accuracy"],
+            "dev_accuracy_if_selected_on_dev": tracker.figures()["dev_accuracy_if_selected_on_dev"],
+            "retention": m["retention"], "agreement": m["agreement"],
             "speedup_b32": m["speedup_b32"], "speedup_b1": m["speedup_b1"],
             "latency_b32_ms": m["student"]["latency_b32_ms"],
             "teacher_latency_b32_ms": m["teacher"]["latency_b32_ms"], "parameters": m["student"]["parameters"],
@@ -148,12 +168,14 @@ def main() -> None:
             "augment_copies": config.augment.copies,
             "augment_min_words": config.augment.min_words,
             "eval_steps": config.train.eval_steps if config.train.eval_strategy == "steps" else None,
-            "dev_accuracy_by_epoch": dev_accuracy_by_epoch(result.output),
+            "dev_accuracy_by_step": tracker.figures()["dev_accuracy_by_step"],
+            "selection_accuracy_by_step": selection_accuracy_by_step(result.output),
             "wall_seconds": result.seconds, **git_state(),
         })
     if teacher_row is None:  # --students none: the recorded rows stay, with their teacher
-        teacher_row = json.loads((RESULTS / "distill.json").read_text())["teacher"]
-    students = kept_rows(students, teacher_row)
+        teacher_row = previous["teacher"]
+    earlier = earlier_rows(previous, teacher_row)
+    students = kept_rows(students, teacher_row, previous)
 
     # Same steps of the 3-layer student, teacher logits cached (already on disk) vs the teacher run online,
     # in the order cached, online, online, cached (a drift in the machine's speed falls on both alike).
@@ -170,6 +192,7 @@ def main() -> None:
     result = {
         "teacher": teacher_row,
         "students": students,
+        "previous_students": earlier,
         "precomputed_vs_online_time_ratio": timings["online"] / timings["cached"],
         "ratio_train_seconds": timings,
         "ratio_train_seconds_each_run": runs,
@@ -182,6 +205,7 @@ def main() -> None:
             "learning_rates": {name: STUDENTS[name][3].get("learning_rate", 1e-4) for name in STUDENTS},
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
             "wall_seconds": time.perf_counter() - started,
+            **provenance(),
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
