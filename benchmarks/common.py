@@ -15,12 +15,19 @@ def provenance() -> dict:
     return {**git_state(), "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU"}
 
 
-def abba(first: str, second: str, rounds: int) -> list[str]:
-    """first, second, second, first, ... for `rounds` pairs: a drift in the machine's speed falls on both."""
-    order = []
+def abba(names: list[str], rounds: int) -> list[str]:
+    """The arms in order, then reversed, and so on for `rounds` rounds (A B B A ...): a drift in the machine's
+    speed falls on every arm alike."""
+    order: list[str] = []
     for i in range(rounds):
-        order += [first, second] if i % 2 == 0 else [second, first]
+        order += list(names) if i % 2 == 0 else list(reversed(names))
     return order
+
+
+def pair_ratios(timings: dict[str, list[float]], faster: str, slower: str) -> dict:
+    """How many times faster `faster` ran than `slower` (seconds of `slower` / seconds of `faster`), round by round
+    (each round times both arms back to back), summed up by ratio_summary."""
+    return ratio_summary([s / f for f, s in zip(timings[faster], timings[slower], strict=True)])
 
 
 def spread(values: list[float]) -> dict:

@@ -20,7 +20,7 @@ its own python3 (torch with CUDA, numpy, safetensors; transformers is not needed
 
     python benchmarks/sweep_teacher_gpu.py --prepare .gpu                                   # here
     python3 benchmarks/sweep_teacher_gpu.py --inputs .gpu --out $OUT --workers 12 --deadline 440   # device
-Results: benchmarks/results/teacher_sweep_gpu.json.
+Results: $OUT/sweep.json, to be copied unchanged to benchmarks/results/teacher_sweep_gpu.json.
 """
 
 from __future__ import annotations
