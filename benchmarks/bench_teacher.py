@@ -201,10 +201,6 @@ def finished(name: str) -> bool:
     return (output_dir / "manifest.json").is_file()
 
 
-def best_accuracy(runs: dict[str, dict], method: str) -> float:
-    return max(run["dev_accuracy"] for run in runs.values() if run["method"] == method)
-
-
 def recipe_spread(runs: dict[str, dict]) -> dict:
     """Dev accuracy of every run of the teacher recipe's config that chose its checkpoint on dev (seeds, code
     versions): how far it moves."""
@@ -249,8 +245,8 @@ def main() -> None:
     result = {
         "dev_accuracy": runs["teacher"]["dev_accuracy"],
         "wall_seconds": runs["teacher"]["wall_seconds"],
-        "lora_dev_accuracy": best_accuracy(runs, "lora"),
-        "full_dev_accuracy": best_accuracy(runs, "full"),
+        "selected_on": runs["teacher"]["selected_on"],
+        "dev_accuracy_if_selected_on_dev": runs["teacher"].get("dev_accuracy_if_selected_on_dev"),
         "recipe_spread": recipe_spread(runs),
         "runs": runs,
         "notes": NOTES,
