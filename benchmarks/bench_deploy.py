@@ -19,6 +19,8 @@
    three processes is reported: measured inside this process, after it has run PyTorch, the ONNX batch-1
    time of the same model moved between 1.0 and 1.9 ms from run to run (the export-time figures are kept
    beside it as `export_time_latency_ms`).
+With --prediction-only (or when the student is not there) part 2 is not run: the export rows of the
+results file are kept as they were, under `export_rows_from`, with the commit that last wrote the file.
 Prints a table and writes benchmarks/results/deploy.json.
 """
 
@@ -146,6 +148,16 @@ def like_for_like(model_dir: Path, rounds: int, batch_size: int = 32) -> dict:
     }
 
 
+def earlier_export_rows() -> dict:
+    """The export rows (models, ratios, setup) of the results file as it is, with the commit that wrote it."""
+    previous = json.loads((RESULTS / "deploy.json").read_text()) if (RESULTS / "deploy.json").is_file() else {}
+    kept = {key: previous[key] for key in ("models", "ratios", "setup") if key in previous}
+    source = previous.get("export_rows_from") or {"git_commit": subprocess.run(
+        ["git", "log", "-1", "--format=%H", "--", "benchmarks/results/deploy.json"], cwd=ROOT,
+        capture_output=True, text=True).stdout.strip() or None}
+    return {**kept, "export_rows_from": source} if kept else {}
+
+
 def _threads() -> int:
     import torch
 
@@ -177,6 +189,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds of the prediction-speed comparisons")
     parser.add_argument("--latency-processes", type=int, default=3, help="fresh processes per latency figure")
     parser.add_argument("--latency-of", nargs=3, metavar=("FOLDER", "VARIANT", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--prediction-only", action="store_true",
+                        help="measure prediction speed only; keep the export rows of the previous results file")
     parser.add_argument("--pipeline-seconds-of", nargs=2, metavar=("FOLDER", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.latency_of:
@@ -192,10 +206,12 @@ def main() -> None:
     from export.stage import run_export
 
     teacher, student = Path(args.teacher), Path(args.student)
-    for path, hint in ((teacher, "python scripts/finetune.py --config configs/sst2_minilm.yaml"),
-                       (student, "python benchmarks/bench_distill.py --students layers3")):
-        if not (path / "model.safetensors").is_file():
-            sys.exit(f"{path} has no model; make it first with: {hint}")
+    if not (teacher / "model.safetensors").is_file():
+        sys.exit(f"{teacher} has no model; make it first with: python scripts/finetune.py --config "
+                 "configs/sst2_minilm.yaml")
+    if not args.prediction_only and not (student / "model.safetensors").is_file():
+        sys.exit(f"{student} has no model; make it first with: python benchmarks/bench_distill.py --students "
+                 "layers3 (or give --prediction-only)")
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     threads = torch.get_num_threads()
@@ -203,53 +219,59 @@ def main() -> None:
     fair = like_for_like(teacher, args.rounds)
     defaults = defaults_comparison(teacher, args.rounds)
 
-    exported = run_export(ExportConfig(model=str(teacher), compare=str(student), output_dir=str(WORK / "export"),
-                                       eval_file=str(DEV), text_column="sentence", label_column="label",
-                                       max_accuracy_drop=0.005, try_all_int8=True, num_threads=threads),
-                          overwrite=(WORK / "export").exists())
-    rows = exported.metrics["rows"]
-    names = ("teacher", "student")
-    models = {name: {row["format"]: {k: row[k] for k in ("latency_b1_ms", "latency_b32_ms", "size_mb",
-                                                          "dev_accuracy", "agreement_with_teacher")}
-                     for row in rows if row["model"] == name} for name in names}
-    exports = {name: json.loads((WORK / "export" / name / "export_metrics.json").read_text()) for name in names}
-    sources = {"teacher": teacher, "student": student}
-    for name, fmt in ((n, f) for n in names for f in FORMATS):
-        folder, variant = (sources[name], "auto") if fmt == "pytorch" else (WORK / "export" / name,
-                                                                          fmt.removeprefix("onnx_"))
-        row = models[name][fmt]
-        row["export_time_latency_ms"] = {"b1": row["latency_b1_ms"], "b32": row["latency_b32_ms"]}
-        row.update(fresh_process_latency(folder, variant, threads, args.latency_processes))
-    for name, metrics in exports.items():
-        models[name]["onnx_fp32"]["max_abs_logit_diff"] = metrics["onnx_fp32"]["max_abs_logit_diff"]
-        models[name]["onnx_int8"]["recipe"] = metrics["onnx_int8"]["recipe"]
-        models[name]["onnx_int8"]["recipes_tried"] = metrics["onnx_int8"]["candidates"]
+    if args.prediction_only:
+        result = {"like_for_like": fair, "defaults": defaults, **earlier_export_rows()}
+        result["prediction_setup"] = {"teacher": os.path.relpath(teacher, ROOT),
+                                      "wall_seconds": time.perf_counter() - started}
+        result["provenance"] = provenance()
+    else:
+        exported = run_export(ExportConfig(model=str(teacher), compare=str(student), output_dir=str(WORK / "export"),
+                                           eval_file=str(DEV), text_column="sentence", label_column="label",
+                                           max_accuracy_drop=0.005, try_all_int8=True, num_threads=threads),
+                              overwrite=(WORK / "export").exists())
+        rows = exported.metrics["rows"]
+        names = ("teacher", "student")
+        models = {name: {row["format"]: {k: row[k] for k in ("latency_b1_ms", "latency_b32_ms", "size_mb",
+                                                              "dev_accuracy", "agreement_with_teacher")}
+                         for row in rows if row["model"] == name} for name in names}
+        exports = {name: json.loads((WORK / "export" / name / "export_metrics.json").read_text()) for name in names}
+        sources = {"teacher": teacher, "student": student}
+        for name, fmt in ((n, f) for n in names for f in FORMATS):
+            folder, variant = (sources[name], "auto") if fmt == "pytorch" else (WORK / "export" / name,
+                                                                              fmt.removeprefix("onnx_"))
+            row = models[name][fmt]
+            row["export_time_latency_ms"] = {"b1": row["latency_b1_ms"], "b32": row["latency_b32_ms"]}
+            row.update(fresh_process_latency(folder, variant, threads, args.latency_processes))
+        for name, metrics in exports.items():
+            models[name]["onnx_fp32"]["max_abs_logit_diff"] = metrics["onnx_fp32"]["max_abs_logit_diff"]
+            models[name]["onnx_int8"]["recipe"] = metrics["onnx_int8"]["recipe"]
+            models[name]["onnx_int8"]["recipes_tried"] = metrics["onnx_int8"]["candidates"]
 
-    t, s = models["teacher"], models["student"]
-    ratios = {
-        "teacher_int8_vs_pytorch_b1": t["pytorch"]["latency_b1_ms"] / t["onnx_int8"]["latency_b1_ms"],
-        "teacher_int8_accuracy_change": t["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
-        "student_int8_vs_pytorch_b1": s["pytorch"]["latency_b1_ms"] / s["onnx_int8"]["latency_b1_ms"],
-        "student_int8_accuracy_change": s["onnx_int8"]["dev_accuracy"] - s["pytorch"]["dev_accuracy"],
-        "student_int8_vs_teacher_pytorch_b1": t["pytorch"]["latency_b1_ms"] / s["onnx_int8"]["latency_b1_ms"],
-        "student_int8_vs_teacher_pytorch_accuracy": s["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
-        "teacher_int8_vs_pytorch_b32": t["pytorch"]["latency_b32_ms"] / t["onnx_int8"]["latency_b32_ms"],
-    }
-    result = {
-        "like_for_like": fair,
-        "defaults": defaults,
-        "models": models,
-        "ratios": ratios,
-        "setup": {
-            "teacher": os.path.relpath(teacher, ROOT), "student": os.path.relpath(student, ROOT),
-            "data": "SST-2 dev (872 sentences)",
-            "latency": f"median over {args.latency_processes} fresh processes of the median of 50 batches of 1 "
-                       "and of 10 batches of 32, tokenization included",
-            "int8_budget": "at most 0.5 point of dev accuracy below the PyTorch model",
-            "wall_seconds": time.perf_counter() - started,
-        },
-        "provenance": provenance(),
-    }
+        t, s = models["teacher"], models["student"]
+        ratios = {
+            "teacher_int8_vs_pytorch_b1": t["pytorch"]["latency_b1_ms"] / t["onnx_int8"]["latency_b1_ms"],
+            "teacher_int8_accuracy_change": t["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
+            "student_int8_vs_pytorch_b1": s["pytorch"]["latency_b1_ms"] / s["onnx_int8"]["latency_b1_ms"],
+            "student_int8_accuracy_change": s["onnx_int8"]["dev_accuracy"] - s["pytorch"]["dev_accuracy"],
+            "student_int8_vs_teacher_pytorch_b1": t["pytorch"]["latency_b1_ms"] / s["onnx_int8"]["latency_b1_ms"],
+            "student_int8_vs_teacher_pytorch_accuracy": s["onnx_int8"]["dev_accuracy"] - t["pytorch"]["dev_accuracy"],
+            "teacher_int8_vs_pytorch_b32": t["pytorch"]["latency_b32_ms"] / t["onnx_int8"]["latency_b32_ms"],
+        }
+        result = {
+            "like_for_like": fair,
+            "defaults": defaults,
+            "models": models,
+            "ratios": ratios,
+            "setup": {
+                "teacher": os.path.relpath(teacher, ROOT), "student": os.path.relpath(student, ROOT),
+                "data": "SST-2 dev (872 sentences)",
+                "latency": f"median over {args.latency_processes} fresh processes of the median of 50 batches of 1 "
+                           "and of 10 batches of 32, tokenization included",
+                "int8_budget": "at most 0.5 point of dev accuracy below the PyTorch model",
+                "wall_seconds": time.perf_counter() - started,
+            },
+            "provenance": provenance(),
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "deploy.json").write_text(json.dumps(result, indent=2) + "\n")
 
@@ -262,6 +284,10 @@ def main() -> None:
         print(f"defaults: predict.py {defaults['rows_per_second']['predict.py']:.0f} rows/s against {arm} "
               f"{defaults['rows_per_second'][arm]:.0f} rows/s -> {ratio['median']:.2f}x "
               f"({ratio['min']:.2f}-{ratio['max']:.2f}x)")
+    if "export_rows_from" in result:
+        print(f"export rows kept from commit {result['export_rows_from']['git_commit']}")
+        print(f"wrote {RESULTS / 'deploy.json'}")
+        return
     print(f"{'model':<8} {'format':<10} {'size MB':>8} {'b1 ms':>7} {'b32 ms':>7} {'dev acc':>8} {'agree':>6}")
     for name in models:
         for fmt in FORMATS:
