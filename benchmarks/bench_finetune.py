@@ -1,10 +1,10 @@
 """Fine-tuning throughput and accuracy: this stage against two plain transformers Trainer baselines.
 
-    python benchmarks/bench_finetune.py [--steps 150 --batch-size 32 --seeds 42,43,44]
+    python benchmarks/bench_finetune.py [--steps 100 --batch-size 32 --seeds 42,43,44]
 
 Same model (packaged all-MiniLM-L6-v2 + LoRA r=16 on every linear layer), same shuffled SST-2 subset
 (steps x batch rows, one epoch), same steps, seed and hyperparameters, one process, one after another,
-repeated for each seed (150 steps leave a dev accuracy that moves by a point or two from seed to seed):
+repeated for each seed (100 steps leave a dev accuracy that moves by a point or two from seed to seed):
 
 - baseline: the transformers text-classification example's defaults: every example padded to 128
   tokens at tokenization time, default_data_collator, random batches;
@@ -143,7 +143,7 @@ def ours_run(config: FinetuneConfig, bf16: bool = False, fast_dropout: bool = Tr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated; every variant runs once per seed")
     args = parser.parse_args()

@@ -6,7 +6,7 @@ over 20 LoRA training steps of MiniLM on SST-2 (batch 32; 57 dropouts a step, 36
 from torch's generator, so `torch.manual_seed`, the Trainer's seed and a resumed checkpoint's RNG state
 still decide every mask) and cuts them into four 16-bit numbers, one per element: an element is dropped
 with probability p rounded to 1/65,536, kept ones are scaled by 1 / (1 - p), as torch does. Off the CPU it
-is torch's dropout. Measured: LoRA training 1.21-1.28x faster in each of 3 seeds
+is torch's dropout. Measured: LoRA training 1.15-1.51x faster in each of 3 interleaved seeds
 (benchmarks/results/finetune.json), full fine-tuning 3% (fewer dropouts, heavier steps); distilling a
 3-layer student from an online teacher (11 dropouts, a sliver of a step): 300 steps 68.0 s against 67.8 s
 with torch's masks, a 5-epoch bench run 1,785 s against 1,922 s in an earlier session.
