@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import abba, pair_ratios, provenance  # noqa: E402
+from benchmarks.common import abba, pair_ratios, provenance, timed_abba  # noqa: E402
 from pipelines.environment import native_bf16  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "deploy"
@@ -128,14 +128,7 @@ def like_for_like(model_dir: Path, rounds: int, batch_size: int = 32) -> dict:
     arms = {"ours": lambda rows: text_logits(ours, rows, batch_size=batch_size)[0].argmax(1).tolist(),
             "pipeline": lambda rows: [labels.index(o["label"]) for o in
                                       classify(rows, truncation=True, max_length=MAX_LENGTH)]}
-    for run in arms.values():
-        run(texts[:WARMUP_ROWS])
-    seconds: dict[str, list[float]] = {name: [] for name in arms}
-    predicted = {}
-    for name in abba(list(arms), rounds):
-        began = time.perf_counter()
-        predicted[name] = arms[name](texts)
-        seconds[name].append(time.perf_counter() - began)
+    seconds, predicted = timed_abba(arms, texts, texts[:WARMUP_ROWS], rounds)
     return {
         "speedup": pair_ratios(seconds, "ours", "pipeline"),
         "rows_per_second": {name: len(texts) / statistics.median(times) for name, times in seconds.items()},

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import abba, pair_ratios, provenance  # noqa: E402
+from benchmarks.common import pair_ratios, provenance, timed_abba  # noqa: E402
 from explain.agreement import spearman  # noqa: E402
 from explain.config import ExplainConfig  # noqa: E402
 from explain.methods import explain_shap  # noqa: E402
@@ -83,14 +83,7 @@ def agreement(our_attributions, explanation, labels: list[str]) -> dict:
 
 def compare(arms: dict[str, Callable], texts: list[str], rounds: int, labels: list[str]) -> dict:
     """Warm both arms up, time them in ABBA rounds, and compare what they attributed."""
-    for explain in arms.values():
-        explain(texts[:WARMUP_SENTENCES])
-    seconds: dict[str, list[float]] = {name: [] for name in arms}
-    outputs = {}
-    for name in abba(list(arms), rounds):
-        began = time.perf_counter()
-        outputs[name] = arms[name](texts)
-        seconds[name].append(time.perf_counter() - began)
+    seconds, outputs = timed_abba(arms, texts, texts[:WARMUP_SENTENCES], rounds)
     return {
         "speedup": pair_ratios(seconds, "ours", "shap_pipeline"),
         "sentences_per_second": {name: len(texts) / statistics.median(times) for name, times in seconds.items()},

@@ -24,6 +24,22 @@ def abba(names: list[str], rounds: int) -> list[str]:
     return order
 
 
+def timed_abba(arms: dict, inputs: list, warm_up: list, rounds: int) -> tuple[dict[str, list[float]], dict]:
+    """Each arm (a function of the inputs) run once on `warm_up`, then timed on `inputs` in ABBA rounds:
+    seconds per arm per round, and each arm's last output."""
+    import time
+
+    for run in arms.values():
+        run(warm_up)
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    outputs = {}
+    for name in abba(list(arms), rounds):
+        began = time.perf_counter()
+        outputs[name] = arms[name](inputs)
+        seconds[name].append(time.perf_counter() - began)
+    return seconds, outputs
+
+
 def pair_ratios(timings: dict[str, list[float]], faster: str, slower: str) -> dict:
     """How many times faster `faster` ran than `slower` (seconds of `slower` / seconds of `faster`), round by round
     (each round times both arms back to back), summed up by ratio_summary."""
