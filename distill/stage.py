@@ -36,6 +36,7 @@ from pipelines.config import dump_yaml, to_dict
 from pipelines.data import (
     LABEL,
     TEXT,
+    TEXT_PAIR,
     DataSettings,
     PreparedData,
     changed_settings,
@@ -47,7 +48,7 @@ from pipelines.data import (
 )
 from pipelines.environment import set_threads
 from pipelines.errors import UserError
-from pipelines.inference import MODEL_INPUTS, dataset_logits, latency_ms, torch_backend
+from pipelines.inference import MODEL_INPUTS, dataset_logits, latency_ms, torch_backend, window_long_rows
 from pipelines.metrics import classification_metrics
 from pipelines.models import load_trained_classifier
 from pipelines.stage import StageResult
@@ -140,11 +141,16 @@ def model_size_mb(folder: Path) -> float:
 def measure(student: Student, teacher: Teacher, eval_ds, teacher_eval: np.ndarray, data: PreparedData,
             max_length: int, batch_size: int) -> tuple[dict, dict]:
     """(the student's classification metrics, the teacher-vs-student figures: accuracy, agreement, latency)."""
+    texts = list(data.eval[TEXT])
+    pairs = list(data.eval[TEXT_PAIR]) if data.has_pair else None
     student_eval = dataset_logits(student.model, student.tokenizer, eval_ds, batch_size)
+    student_eval, long = window_long_rows(student.model, student.tokenizer, texts, pairs, student_eval, max_length,
+                                          batch_size)  # texts that do not fit are read over windows, as predict.py
+    teacher_eval, _ = window_long_rows(teacher.model, teacher.tokenizer, texts, pairs, teacher_eval, max_length,
+                                       batch_size)
     references = list(eval_ds[LABEL])
     student_metrics = classification_metrics(student_eval.argmax(-1), references, data.label_names)
     teacher_metrics = classification_metrics(teacher_eval.argmax(-1), references, data.label_names)
-    texts = list(data.eval[TEXT])
     latency = {name: {f"latency_b{b}_ms": latency_ms(torch_backend(model, tokenizer, max_length), texts, b)
                       for b in (1, 32)}
                for name, model, tokenizer in (("teacher", teacher.model, teacher.tokenizer),
@@ -160,6 +166,8 @@ def measure(student: Student, teacher: Teacher, eval_ds, teacher_eval: np.ndarra
                     "size_mb": model_size_mb(teacher.path), **latency["teacher"]},
         "student": {"layer_map": student.layer_map, **side(student.model, student_metrics), **latency["student"]},
         "retention": student_metrics["accuracy"] / max(teacher_metrics["accuracy"], 1e-12),
+        "eval_windowed": long.windowed,
+        "eval_truncated": long.truncated,
         "agreement": float(np.mean(student_eval.argmax(-1) == teacher_eval.argmax(-1))),
         "speedup_b1": latency["teacher"]["latency_b1_ms"] / latency["student"]["latency_b1_ms"],
         "speedup_b32": latency["teacher"]["latency_b32_ms"] / latency["student"]["latency_b32_ms"],

@@ -17,9 +17,9 @@ from finetune.config import FinetuneConfig
 from finetune.lora import add_lora, loraplus_optimizer
 from pipelines import artifacts
 from pipelines.config import dump_yaml, to_dict
-from pipelines.data import LABEL, PreparedData, prepare_data, tokenize, write_record
+from pipelines.data import LABEL, TEXT, TEXT_PAIR, PreparedData, prepare_data, tokenize, write_record
 from pipelines.environment import set_threads
-from pipelines.inference import dataset_logits
+from pipelines.inference import dataset_logits, window_long_rows
 from pipelines.metrics import classification_metrics
 from pipelines.models import load_classifier, load_tokenizer, resolve_model
 from pipelines.stage import StageResult
@@ -91,6 +91,9 @@ def publish_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: 
             model = model.merge_and_unload()
         model.config.pad_token_id = tokenizer.pad_token_id
         logits = dataset_logits(model, tokenizer, eval_ds, config.train.eval_batch_size)
+        logits, long = window_long_rows(model, tokenizer, list(data.eval[TEXT]),
+                                        list(data.eval[TEXT_PAIR]) if data.has_pair else None, logits,
+                                        config.model.max_length, config.train.eval_batch_size)
         evaluated = classification_metrics(logits.argmax(-1), list(eval_ds[LABEL]), data.label_names)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -110,6 +113,8 @@ def publish_classifier(trainer, tokenizer, data: PreparedData, eval_ds, config: 
                 "train_examples": len(data.train),
                 "eval_examples": len(data.eval),
                 "selection_examples": len(data.selection) if data.selection is not None else None,
+                "eval_windowed": long.windowed,
+                "eval_truncated": long.truncated,
                 "label_names": data.label_names,
                 "notes": data.notes,
             },

@@ -127,8 +127,8 @@ def _label_kind(path: str, values: list[Any], column: str) -> str:
     )
 
 
-def _clean_split(ds, path: str, settings: DataSettings, notes: list[str]):
-    """Check columns and texts, return (dataset with standard columns, raw label values)."""
+def _clean_split(ds, path: str, settings: DataSettings, notes: list[str], keep: tuple[str, ...] = ()):
+    """Check columns and texts, return the dataset with standard columns (and the `keep` columns it has)."""
     columns = list(ds.column_names)
     require_column(path, columns, settings.text_column, "text")
     if settings.text_pair_column:
@@ -160,8 +160,8 @@ def _clean_split(ds, path: str, settings: DataSettings, notes: list[str]):
     renames = {settings.text_column: TEXT, settings.label_column: LABEL}
     if settings.text_pair_column:
         renames[settings.text_pair_column] = TEXT_PAIR
-    ds = ds.select_columns(list(renames)).rename_columns(renames)
-    return ds
+    ds = ds.select_columns(list(renames) + [c for c in keep if c in columns and c not in renames])
+    return ds.rename_columns(renames)
 
 
 def _label_names(path: str, values: list[Any], kind: str, settings: DataSettings) -> list[str]:
@@ -202,14 +202,17 @@ def _label_ids(path: str, values: list[Any], kind: str, names: list[str], settin
     return ids
 
 
-def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
-    """Read, validate and split the data; raise UserError before any training on the first problem."""
+def prepare_data(settings: DataSettings, seed: int, keep_columns: tuple[str, ...] = ()) -> PreparedData:
+    """Read, validate and split the data; raise UserError before any training on the first problem.
+
+    `keep_columns`: other columns kept under their own names (e.g. human rationales for the explain stage);
+    the eval file must have them."""
 
     notes: list[str] = []
     if not settings.train_file:
         raise UserError("no training file: set data.train_file (--data.train-file FILE)")
     train_path = Path(settings.train_file)
-    train = _clean_split(read_table(train_path), str(train_path), settings, notes)
+    train = _clean_split(read_table(train_path), str(train_path), settings, notes, keep_columns)
     train_values = list(train[LABEL])
     kind = _label_kind(str(train_path), train_values, "label")
     names = _label_names(str(train_path), train_values, kind, settings)
@@ -224,7 +227,10 @@ def prepare_data(settings: DataSettings, seed: int) -> PreparedData:
 
     if settings.eval_file:
         eval_path = Path(settings.eval_file)
-        evaluation = _clean_split(read_table(eval_path), str(eval_path), settings, notes)
+        table = read_table(eval_path)
+        for column in keep_columns:
+            require_column(str(eval_path), list(table.column_names), column, "rationale")
+        evaluation = _clean_split(table, str(eval_path), settings, notes, keep_columns)
         eval_values = list(evaluation[LABEL])
         eval_kind = _label_kind(str(eval_path), eval_values, "label")
         if eval_kind != kind:
@@ -414,7 +420,8 @@ def changed_settings(settings: DataSettings) -> dict[str, Any]:
     return {key: value for key, value in dataclasses.asdict(settings).items() if value != defaults[key]}
 
 
-def recorded_data(folder: str | Path, overrides: dict[str, Any] | None = None) -> PreparedData:
+def recorded_data(folder: str | Path, overrides: dict[str, Any] | None = None,
+                  keep_columns: tuple[str, ...] = ()) -> PreparedData:
     """The train and eval splits a model in `folder` was trained on, rebuilt from its data.json (with `overrides`
     of some data settings, e.g. max_train_samples).
 
@@ -425,7 +432,7 @@ def recorded_data(folder: str | Path, overrides: dict[str, Any] | None = None) -
         raise UserError(f"{folder} has no {RECORD} (it was not trained by this tool, or by an older version); "
                         "give the data files explicitly")
     settings = DataSettings(**{**record.settings, **(overrides or {})})
-    data = prepare_data(settings, seed=record.seed)
+    data = prepare_data(settings, seed=record.seed, keep_columns=keep_columns)
     changed = [path for path, digest in data.files.items() if record.files.get(path, digest) != digest]
     if changed:
         raise UserError(f"{changed[0]} changed since the model in {folder} was trained on it; give the data files "

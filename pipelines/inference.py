@@ -31,10 +31,15 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 @dataclass
 class Encoded:
-    """Token ids of many texts, unpadded, plus how many were truncated to the maximum length."""
+    """Token ids of many texts, unpadded, plus how many were truncated to the maximum length.
+
+    With windows, a long text is several sequences: `owners[j]` is the text of sequence j, and `windowed`
+    counts the texts read over more than one window."""
 
     features: dict[str, list[list[int]]]
     truncated: int = 0
+    owners: np.ndarray | None = None
+    windowed: int = 0
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
@@ -59,13 +64,48 @@ class Backend:
     input_names: list[str]
     max_length: int = 128
     kind: str = field(default="pytorch")
+    stride: int | None = None  # texts longer than max_length: read over windows overlapping this many tokens
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> Encoded:
-        """Tokenize without padding (truncating to max_length) and count the truncated texts."""
+        """Tokenize without padding. Texts longer than max_length are read over word-aligned windows when
+        `stride` is set (single texts; pairs are truncated), else truncated; both are counted."""
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
         features = {name: encoded[name] for name in self.input_names if name in encoded}
+        encodings = getattr(encoded, "encodings", None)
+        if encodings:
+            long = [bool(e.overflowing) for e in encodings]
+        else:  # slow tokenizers say nothing about overflow
+            long = [len(ids) > self.max_length for ids in self.tokenizer(texts, pairs)["input_ids"]]
+        if self.stride is None or pairs is not None or not any(long):
+            return Encoded(features, sum(long))
+        return self._windows(texts, features, long)
+
+    def _windows(self, texts: list[str], features: dict[str, list[list[int]]], long: list[bool]) -> Encoded:
+        from pipelines.windows import word_windows
+
+        windowed = {name: [] for name in features}
+        owners, truncated, count = [], 0, 0
+        for i, text in enumerate(texts):
+            if not long[i]:
+                for name in features:
+                    windowed[name].append(features[name][i])
+                owners.append(i)
+                continue
+            pieces = [text[s:e] for s, e in word_windows(self.tokenizer, text, self.max_length, self.stride)]
+            part = self.encode_windows(pieces)
+            truncated += bool(part.truncated)
+            count += len(pieces) > 1
+            for name in features:
+                windowed[name].extend(part.features[name])
+            owners.extend([i] * len(pieces))
+        return Encoded(windowed, truncated, np.asarray(owners, dtype=np.int64), count)
+
+    def encode_windows(self, pieces: list[str]) -> Encoded:
+        """Tokenize window texts (each should fit; one that does not, a single over-long word, is truncated)."""
+        encoded = self.tokenizer(pieces, truncation=True, max_length=self.max_length)
         encodings = getattr(encoded, "encodings", None) or []
-        return Encoded(features, sum(bool(e.overflowing) for e in encodings))
+        return Encoded({name: encoded[name] for name in self.input_names if name in encoded},
+                       sum(bool(e.overflowing) for e in encodings))
 
     def pad(self, encoded: Encoded, rows: np.ndarray | list[int]) -> dict[str, np.ndarray]:
         """Right-pad the given rows to their longest member: int64 arrays named as the model's inputs."""
@@ -136,10 +176,11 @@ def use_bf16(precision: str) -> bool:
 
 
 def load_backend(path: str | Path, variant: str = "auto", num_threads: int | None = None,
-                 max_length: int = 128, precision: str = "fp32") -> Backend:
+                 max_length: int = 128, precision: str = "fp32", stride: int | None = None) -> Backend:
     """Load a model folder this project wrote (PyTorch, or ONNX with `variant` fp32, int8 or auto).
 
     `precision` (PyTorch only): fp32, bf16 (autocast), or auto (bf16 where the CPU has native bf16).
+    `stride`: texts longer than max_length are read over windows overlapping this many tokens (None: truncated).
     """
     bf16 = use_bf16(precision)
     from transformers import AutoConfig
@@ -153,22 +194,25 @@ def load_backend(path: str | Path, variant: str = "auto", num_threads: int | Non
     if kind in ("adapter", "pytorch"):
         set_threads(threads)
         model, tokenizer, _ = load_trained_classifier(str(path))
-        return torch_backend(model, tokenizer, max_length, path=path, bf16=bf16)
+        return torch_backend(model, tokenizer, max_length, path=path, bf16=bf16, stride=stride)
     tokenizer = load_tokenizer(ModelSource(name=str(path), location=str(path), kind="local"))
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: no readable config.json ({first_line(err)})") from err
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    return onnx_backend(onnx_variant_file(path, variant), tokenizer, labels, max_length, threads)
+    backend = onnx_backend(onnx_variant_file(path, variant), tokenizer, labels, max_length, threads)
+    backend.stride = stride
+    return backend
 
 
-def torch_backend(model, tokenizer, max_length: int = 128, path: Path = Path("."), bf16: bool = False) -> TorchBackend:
+def torch_backend(model, tokenizer, max_length: int = 128, path: Path = Path("."), bf16: bool = False,
+                  stride: int | None = None) -> TorchBackend:
     """A backend over a classifier already in memory (put in eval mode), e.g. a student just trained."""
     model.eval()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return TorchBackend(path, tokenizer, labels, forward_inputs(model, tokenizer), max_length,
-                        "pytorch-bf16" if bf16 else "pytorch", model=model, bf16=bf16)
+                        "pytorch-bf16" if bf16 else "pytorch", stride, model=model, bf16=bf16)
 
 
 def onnx_backend(file: Path, tokenizer, label_names: list[str], max_length: int = 128,
@@ -232,24 +276,46 @@ def batched_logits(backend: Backend, encoded: Encoded, batch_size: int, progress
     return out
 
 
-def text_logits(backend: Backend, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64,
-                progress: bool | str = False) -> tuple[np.ndarray, int]:
-    """Logits for every text in order, and how many texts were truncated; tokenized in chunks to bound memory.
+def row_logits(encoded: Encoded, logits: np.ndarray) -> np.ndarray:
+    """One row of logits per text: a windowed text's are the log of its windows' mean probabilities."""
+    if encoded.owners is None:
+        return logits
+    from pipelines.windows import mean_probabilities
 
-    `progress`: a rows-per-second bar (True, or its description).
-    """
+    rows = int(encoded.owners.max()) + 1 if len(encoded.owners) else 0
+    merged = np.log(mean_probabilities(softmax(logits), encoded.owners, rows)).astype(np.float32)
+    single = np.bincount(encoded.owners, minlength=rows) == 1  # texts that fit keep their own logits
+    merged[single] = logits[np.searchsorted(encoded.owners, np.flatnonzero(single))]
+    return merged
+
+
+@dataclass
+class Counts:
+    """How many texts did not fit the model's window: read over several windows, or truncated."""
+
+    windowed: int = 0
+    truncated: int = 0
+
+
+def text_logits(backend: Backend, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64,
+                progress: bool | str = False) -> tuple[np.ndarray, Counts]:
+    """Logits for every text in order, and how many texts were windowed or truncated; tokenized in chunks to
+    bound memory. `progress`: a rows-per-second bar (True, or its description)."""
     from tqdm.auto import tqdm
 
     logits = np.zeros((len(texts), len(backend.label_names)), dtype=np.float32)
-    truncated = 0
+    counts = Counts()
     description = progress if isinstance(progress, str) else "predicting"
     with tqdm(total=len(texts), unit="rows", desc=description, disable=not progress, smoothing=0.1) as bar:
         for start in range(0, len(texts), CHUNK_ROWS):
             end = min(start + CHUNK_ROWS, len(texts))
             encoded = backend.encode(texts[start:end], pairs[start:end] if pairs is not None else None)
-            truncated += encoded.truncated
-            logits[start:end] = batched_logits(backend, encoded, batch_size, progress=bar)
-    return logits, truncated
+            counts.truncated += encoded.truncated
+            counts.windowed += encoded.windowed
+            if len(encoded) > end - start:  # windows: the bar counts sequences
+                bar.total += len(encoded) - (end - start)
+            logits[start:end] = row_logits(encoded, batched_logits(backend, encoded, batch_size, progress=bar))
+    return logits, counts
 
 
 def dataset_logits(model, tokenizer, dataset, batch_size: int = 128, progress: bool | str = False) -> np.ndarray:
@@ -263,6 +329,22 @@ def dataset_logits(model, tokenizer, dataset, batch_size: int = 128, progress: b
         logits = batched_logits(backend, Encoded.from_dataset(dataset), batch_size, progress=bar)
     model.train(was_training)
     return logits
+
+
+def window_long_rows(model, tokenizer, texts: list[str], pairs: list[str] | None, logits: np.ndarray,
+                     max_length: int, batch_size: int = 128) -> tuple[np.ndarray, Counts]:
+    """Evaluation logits (computed on truncated rows) with the texts that did not fit re-read over windows
+    (stride: a quarter of max_length; sentence pairs stay truncated), and how many there were."""
+    from pipelines.windows import Windowing
+
+    backend = torch_backend(model, tokenizer, max_length, stride=Windowing(max_length).stride)
+    encoded = backend.encode(texts, pairs)
+    if encoded.owners is None:
+        return logits, Counts(0, encoded.truncated)
+    long = np.flatnonzero(np.bincount(encoded.owners, minlength=len(texts)) > 1)
+    logits = logits.copy()
+    logits[long] = text_logits(backend, [texts[i] for i in long], None, batch_size)[0]
+    return logits, Counts(encoded.windowed, encoded.truncated)
 
 
 def latency_ms(backend: Backend, texts: list[str], batch_size: int, batches: int = 20, warmup: int = 3) -> float:

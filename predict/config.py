@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from pipelines.errors import UserError
+from pipelines.windows import backend_stride
 
 
 @dataclasses.dataclass
@@ -23,7 +24,16 @@ class PredictConfig:
         default=None, metadata={"help": "Gold labels in the input, if any: the accuracy is reported."})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "Texts per batch."})
     top_k: int = dataclasses.field(default=1, metadata={"help": "Also write the k best labels and their scores."})
-    max_length: int = dataclasses.field(default=128, metadata={"help": "Tokens per text; longer texts are truncated."})
+    max_length: int = dataclasses.field(
+        default=128, metadata={"help": "Tokens the model reads at once (its window); longer texts: see long_texts."})
+    long_texts: Literal["window", "truncate"] = dataclasses.field(
+        default="window",
+        metadata={"help": "Texts longer than max_length: window (default) reads them over overlapping windows and "
+                          "averages the windows' probabilities; truncate keeps the first max_length tokens. Both "
+                          "are counted and logged."})
+    stride: int | None = dataclasses.field(
+        default=None, metadata={"help": "Tokens shared by consecutive windows (whole words, at most this many; "
+                                        "default: a quarter of max_length)."})
     num_threads: int | None = dataclasses.field(default=None, metadata={"help": "CPU threads; default: all cores."})
     variant: Literal["auto", "fp32", "int8"] = dataclasses.field(
         default="auto", metadata={"help": "ONNX folders: the copy to use (auto: int8 when present)."})
@@ -34,5 +44,8 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.top_k < 1:
             raise UserError("batch_size and top_k must be at least 1")
-        if self.max_length < 1:
-            raise UserError(f"max_length must be a positive number, got {self.max_length}")
+        backend_stride(self.max_length, self.stride, self.long_texts)  # checks them
+
+    def window_stride(self) -> int | None:
+        """The backend's stride: None when long texts are truncated."""
+        return backend_stride(self.max_length, self.stride, self.long_texts)

@@ -69,7 +69,7 @@ def run_predict(config: PredictConfig, *, resume: bool = False, overwrite: bool 
         require_column(str(input_file), columns, config.label_column, "label")
 
     backend = load_backend(config.model, variant=config.variant, num_threads=config.num_threads,
-                           max_length=config.max_length, precision=config.precision)
+                           max_length=config.max_length, precision=config.precision, stride=config.window_stride())
     if config.top_k > len(backend.label_names):
         raise UserError(f"--top-k {config.top_k} is more than the model's {len(backend.label_names)} labels")
     names = prediction_columns(columns, backend.label_names, config.top_k)
@@ -79,11 +79,14 @@ def run_predict(config: PredictConfig, *, resume: bool = False, overwrite: bool 
     pairs = texts_of(frame, config.text_pair_column, str(input_file)) if config.text_pair_column else None
 
     began = time.perf_counter()
-    logits, truncated = text_logits(backend, texts, pairs, config.batch_size, progress=config.progress)
+    logits, counts = text_logits(backend, texts, pairs, config.batch_size, progress=config.progress)
     seconds = time.perf_counter() - began
-    if truncated:
-        log.warning("%d of %d texts were longer than %d tokens and were truncated", truncated, len(texts),
-                    config.max_length)
+    if counts.windowed:
+        log.info("%d of %d texts were longer than %d tokens and were read over overlapping windows (stride %d)",
+                 counts.windowed, len(texts), config.max_length, config.window_stride())
+    if counts.truncated:
+        log.warning("%d of %d texts were longer than %d tokens and were truncated%s", counts.truncated, len(texts),
+                    config.max_length, " (sentence pairs are not windowed)" if pairs is not None else "")
 
     probabilities = softmax(logits)
     ranked = np.argsort(-probabilities, axis=1, kind="stable")
@@ -99,5 +102,6 @@ def run_predict(config: PredictConfig, *, resume: bool = False, overwrite: bool 
     write_frame(out, output)
     accuracy = float((ranked[:, 0] == gold).mean()) if gold is not None else None
     metrics = {"rows": len(out), "seconds": seconds, "rows_per_second": len(out) / seconds if seconds else None,
-               "truncated": truncated, "backend": backend.kind, "accuracy": accuracy}
+               "windowed": counts.windowed, "truncated": counts.truncated, "backend": backend.kind,
+               "accuracy": accuracy}
     return StageResult(STAGE, output, metrics, seconds)
