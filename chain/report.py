@@ -19,8 +19,9 @@ from chain.config import ReportConfig
 from explain.agreement import SPECS as AGREEMENT_SPECS
 from explain.faithfulness import FRACTIONS
 from explain.faithfulness import SPECS as FAITHFULNESS_SPECS
+from explain.plausibility import SPECS as PLAUSIBILITY_SPECS
 from explain.report import TEMPLATES as EXPLAIN_TEMPLATES
-from explain.report import faithfulness_plot
+from explain.report import faithfulness_plot, rationale_words
 from pipelines import artifacts
 from pipelines.config import to_dict
 from pipelines.data import read_record, recorded_data
@@ -159,7 +160,7 @@ def build_report(run_dir: Path, data, title: str) -> str:
     models = {name: m["eval"] for name, m in (("teacher", teacher_metrics), ("student", student_metrics)) if m}
     explain_metrics = _read(explain / "explain_metrics.json")
     deployment = _read(run_dir / "export" / "deployment.json")
-    examples, faithfulness_rows, agreement_rows, explain_models = [], [], [], []
+    examples, faithfulness_rows, agreement_rows, explain_models, plausibility_rows = [], [], [], [], []
     if explain_metrics:
         from explain.attribution import Attribution
 
@@ -172,13 +173,17 @@ def build_report(run_dir: Path, data, title: str) -> str:
         per_example = list(zip(*by_model.values(), strict=True))
         for views, info in zip(per_example, explain_metrics.get("examples_info", [{}] * len(per_example)),
                                strict=True):
-            examples.append({"gold": info.get("gold"), "group": info.get("group"), "views": [
+            rationale = info.get("rationale")
+            examples.append({"gold": info.get("gold"), "group": info.get("group"), "rationale": rationale_words(
+                views[0]["text"], np.asarray(rationale) if rationale is not None else None), "views": [
                 {"model": r["model"], "label": r["label"], "probability": r["probability"],
+                 "windows": r.get("windows", 1),
                  "tokens": token_colors(Attribution(text=r["text"], tokens=r["tokens"], scores=np.asarray(r["scores"]),
                                                     predicted=0, probability=r["probability"], label=r["label"],
                                                     method=first))}
                 for r in views]})
         faithfulness_rows, agreement_rows = explain_metrics["faithfulness"], explain_metrics["agreement"]
+        plausibility_rows = explain_metrics.get("plausibility", [])
         explain_models = explain_metrics["models"]
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, EXPLAIN_TEMPLATES]),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
@@ -196,6 +201,8 @@ def build_report(run_dir: Path, data, title: str) -> str:
         faithfulness_specs=list(FAITHFULNESS_SPECS.values()),
         faithfulness_plot=faithfulness_plot(faithfulness_rows) if faithfulness_rows else "",
         agreement_rows=agreement_rows,
+        plausibility_rows=plausibility_rows,
+        plausibility_specs=list(PLAUSIBILITY_SPECS.values()),
         agreement_specs=list(AGREEMENT_SPECS.values()),
         top_k=3,
         fractions=", ".join(f"{f:.0%}" for f in FRACTIONS),

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from pipelines.errors import UserError
+from pipelines.windows import backend_stride
 
 METHOD_NAMES = ("shap", "lime", "ig")
 
@@ -26,8 +27,22 @@ class ExplainSettings:
     max_evals: int = dataclasses.field(default=300, metadata={"help": "Model evaluations per example (SHAP, LIME)."})
     batch_size: int = dataclasses.field(default=256, metadata={"help": "Texts per forward pass."})
     max_length: int | None = dataclasses.field(
-        default=None, metadata={"help": "Tokens kept per text; default: the model's own (from its data record), "
-                                        "else 128."})
+        default=None, metadata={"help": "Tokens the model reads at once (its window); default: the model's own "
+                                        "(from its data record), else 128."})
+    long_texts: Literal["window", "truncate"] = dataclasses.field(
+        default="window",
+        metadata={"help": "Texts longer than max_length: window (default) predicts them over overlapping windows "
+                          "(mean of the windows' probabilities) and explains them window by window, stitched onto "
+                          "the whole text's words; truncate explains their first max_length tokens. Both are "
+                          "counted in the metrics and the report."})
+    stride: int | None = dataclasses.field(
+        default=None, metadata={"help": "Tokens shared by consecutive windows (whole words, at most this many; "
+                                        "default: a quarter of max_length)."})
+    rationale_column: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Column of human rationales: one 0/1 per whitespace word of the text, or evidence spans "
+                          "[[start, end], ...] in word offsets; plausibility (token AUPRC, top-k token F1, IOU F1) "
+                          "is measured against them. An ERASER annotations file (--input-file) brings its own."})
     precision: Literal["auto", "fp32", "bf16"] = dataclasses.field(
         default="auto",
         metadata={"help": "Model arithmetic for explaining: bf16 autocast is ~3.7x faster on CPUs with native "
@@ -48,6 +63,7 @@ class ExplainSettings:
             raise UserError(f"methods must be among {', '.join(METHOD_NAMES)}; got {', '.join(self.methods) or 'none'}")
         if self.max_evals < 10:
             raise UserError(f"max_evals must be at least 10, got {self.max_evals}")
+        backend_stride(self.max_length or 128, self.stride, self.long_texts)  # checks them
 
 
 @dataclasses.dataclass

@@ -29,9 +29,14 @@ def masker_for(predictor: Predictor):
     return shap.maskers.Text(predictor.tokenizer)
 
 
+def _targets(probabilities: np.ndarray, targets: list[int] | None) -> list[int]:
+    """The class each text is explained for: the given one, else the predicted one."""
+    return [int(t) for t in targets] if targets is not None else [int(i) for i in probabilities.argmax(axis=1)]
+
+
 def explain_shap(predictor: Predictor, texts: list[str], max_evals: int = 500, batch_size: int = 256,
-                 progress: bool = False) -> list[Attribution]:
-    """SHAP values for every class; scores are those of the predicted class."""
+                 progress: bool = False, targets: list[int] | None = None) -> list[Attribution]:
+    """SHAP values for every class; scores are those of the target class (default: the predicted one)."""
     import shap
 
     explainer = shap.Explainer(predictor, masker_for(predictor), output_names=predictor.label_names,
@@ -39,9 +44,8 @@ def explain_shap(predictor: Predictor, texts: list[str], max_evals: int = 500, b
     explanation = explainer(texts, max_evals=max_evals, batch_size=batch_size, silent=not progress)
     probabilities = predictor(texts)
     results = []
-    for i, text in enumerate(texts):
+    for i, (text, predicted) in enumerate(zip(texts, _targets(probabilities, targets), strict=True)):
         values = np.asarray(explanation.values[i], dtype=np.float64)
-        predicted = int(probabilities[i].argmax())
         results.append(Attribution(
             text=text, tokens=[str(t) for t in explanation.data[i]], scores=values[:, predicted],
             predicted=predicted, probability=float(probabilities[i, predicted]),
@@ -56,15 +60,16 @@ def units_of(predictor: Predictor, text: str) -> list[str]:
     return [str(t) for t in masker_for(predictor).data_transform(text)[0]]
 
 
-def explain_lime(predictor: Predictor, texts: list[str], num_samples: int = 500, seed: int = 0) -> list[Attribution]:
-    """LIME word weights for the predicted class, spread onto the masker's units by character position."""
+def explain_lime(predictor: Predictor, texts: list[str], num_samples: int = 500, seed: int = 0,
+                 targets: list[int] | None = None) -> list[Attribution]:
+    """LIME word weights for the target class (default: the predicted one), spread onto the masker's units by
+    character position."""
     from lime.lime_text import LimeTextExplainer
 
     explainer = LimeTextExplainer(class_names=predictor.label_names, bow=False, random_state=seed)
     results = []
     probabilities = predictor(texts)
-    for i, text in enumerate(texts):
-        predicted = int(probabilities[i].argmax())
+    for i, (text, predicted) in enumerate(zip(texts, _targets(probabilities, targets), strict=True)):
         explanation = explainer.explain_instance(text, predictor, labels=(predicted,), num_features=10_000,
                                                  num_samples=num_samples)
         indexed = explanation.domain_mapper.indexed_string
@@ -86,8 +91,10 @@ def explain_lime(predictor: Predictor, texts: list[str], num_samples: int = 500,
     return results
 
 
-def explain_ig(predictor: Predictor, texts: list[str], n_steps: int = 50) -> list[Attribution]:
-    """Integrated gradients w.r.t. the input embeddings for the predicted class, summed onto the masker's units."""
+def explain_ig(predictor: Predictor, texts: list[str], n_steps: int = 50,
+               targets: list[int] | None = None) -> list[Attribution]:
+    """Integrated gradients w.r.t. the input embeddings for the target class (default: the predicted one),
+    summed onto the masker's units."""
     import torch
     from captum.attr import LayerIntegratedGradients
 
@@ -99,13 +106,13 @@ def explain_ig(predictor: Predictor, texts: list[str], n_steps: int = 50) -> lis
     integrated = LayerIntegratedGradients(forward, model.get_input_embeddings())
     special = set(tokenizer.all_special_ids)
     results = []
-    for text in texts:
+    for i, text in enumerate(texts):
         encoded = tokenizer(text, truncation=True, max_length=predictor.max_length, return_offsets_mapping=True,
                             return_tensors="pt")
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
         with torch.inference_mode():
             probabilities = forward(ids, mask)[0]
-        predicted = int(probabilities.argmax())
+        predicted = int(targets[i]) if targets is not None else int(probabilities.argmax())
         baseline = torch.where(torch.isin(ids, torch.tensor(sorted(special))), ids,
                                torch.full_like(ids, tokenizer.pad_token_id))
         attributions = integrated.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
@@ -129,11 +136,15 @@ def explain_ig(predictor: Predictor, texts: list[str], n_steps: int = 50) -> lis
 
 
 def explain(method: str, predictor: Predictor, texts: list[str], max_evals: int = 500, batch_size: int = 256,
-            seed: int = 0) -> list[Attribution]:
+            seed: int = 0, targets: list[int] | None = None) -> list[Attribution]:
+    """Attributions of each text (which must fit the predictor's window) to its target class (default: the
+    predicted one)."""
+    if not texts:
+        return []
     if method == "shap":
-        return explain_shap(predictor, texts, max_evals, batch_size)
+        return explain_shap(predictor, texts, max_evals, batch_size, targets=targets)
     if method == "lime":
-        return explain_lime(predictor, texts, num_samples=max_evals, seed=seed)
+        return explain_lime(predictor, texts, num_samples=max_evals, seed=seed, targets=targets)
     if method == "ig":
-        return explain_ig(predictor, texts)
+        return explain_ig(predictor, texts, targets=targets)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.inference import batched_logits, softmax, torch_backend, use_bf16
+from pipelines.inference import batched_logits, row_logits, softmax, torch_backend, use_bf16
 
 PAIR_SEPARATOR = " [PAIR] "
 
@@ -26,11 +26,13 @@ class Predictor:
     max_length: int = 128
     pairs: bool = False
     precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto" (bf16 where the CPU has native bf16)
+    stride: int | None = None  # texts longer than max_length: windows overlapping this many tokens (None: cut)
     calls: int = field(default=0, init=False)
     rows: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        self.backend = torch_backend(self.model, self.tokenizer, self.max_length, bf16=use_bf16(self.precision))
+        self.backend = torch_backend(self.model, self.tokenizer, self.max_length, bf16=use_bf16(self.precision),
+                                     stride=self.stride)
         self.label_names = self.backend.label_names
 
     def __call__(self, texts) -> np.ndarray:
@@ -46,7 +48,7 @@ class Predictor:
             encoded = self.backend.encode([s[0].strip() for s in split], [s[1].strip() for s in split])
         else:
             encoded = self.backend.encode(unique)
-        probabilities = softmax(batched_logits(self.backend, encoded, self.batch_size))
+        probabilities = softmax(row_logits(encoded, batched_logits(self.backend, encoded, self.batch_size)))
         return probabilities[np.asarray(inverse).reshape(-1)]
 
 

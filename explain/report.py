@@ -13,6 +13,7 @@ from explain.agreement import SPECS as AGREEMENT_SPECS
 from explain.attribution import Attribution
 from explain.faithfulness import FRACTIONS
 from explain.faithfulness import SPECS as FAITHFULNESS_SPECS
+from explain.plausibility import SPECS as PLAUSIBILITY_SPECS
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -34,6 +35,15 @@ def token_colors(attribution: Attribution) -> list[dict]:
         rgb = "220,38,38" if score >= 0 else "37,99,235"
         out.append({"text": text, "score": float(score), "color": f"rgba({rgb},{alpha:.3f})"})
     return out
+
+
+def rationale_words(text: str, rationale: np.ndarray | None) -> list[dict] | None:
+    """The text's words, each marked as human evidence or not (words past the rationale, a pair's second text,
+    are not marked)."""
+    if rationale is None:
+        return None
+    words = text.split()
+    return [{"text": w, "evidence": bool(i < len(rationale) and rationale[i])} for i, w in enumerate(words)]
 
 
 def faithfulness_plot(rows: list[dict]) -> str:
@@ -63,7 +73,8 @@ def faithfulness_plot(rows: list[dict]) -> str:
 
 
 def render(title: str, source: str, methods: list[str], max_evals: int, models: list[dict], examples: list[dict],
-           faithfulness_rows: list[dict], agreement_rows: list[dict], top_k: int) -> str:
+           faithfulness_rows: list[dict], agreement_rows: list[dict], top_k: int,
+           plausibility_rows: list[dict] | None = None) -> str:
     return environment().get_template("report.html.j2").render(
         title=title, source=source, methods=methods, max_evals=max_evals, models=models, examples=examples,
         has_gold=any(ex["gold"] is not None for ex in examples),
@@ -71,4 +82,5 @@ def render(title: str, source: str, methods: list[str], max_evals: int, models: 
         faithfulness_plot=faithfulness_plot(faithfulness_rows) if faithfulness_rows else "",
         agreement_rows=agreement_rows, agreement_specs=list(AGREEMENT_SPECS.values()), top_k=top_k,
         fractions=", ".join(f"{f:.0%}" for f in FRACTIONS),
+        plausibility_rows=plausibility_rows or [], plausibility_specs=list(PLAUSIBILITY_SPECS.values()),
     )

@@ -7,6 +7,7 @@ The texts are a file's rows, texts given directly, or by default the eval split 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,13 @@ from explain.agreement import aggregate as aggregate_agreement
 from explain.agreement import agreement
 from explain.config import ExplainConfig
 from explain.faithfulness import faithfulness, random_baseline, summarize
-from explain.methods import explain
+from explain.long_texts import explain_texts
+from explain.plausibility import plausibility
+from explain.plausibility import random_baseline as random_plausibility
+from explain.plausibility import summarize as summarize_plausibility
 from explain.predictor import Predictor, join_pair
-from explain.report import render, token_colors
+from explain.rationales import is_eraser, rationale_mask, read_eraser
+from explain.report import rationale_words, render, token_colors
 from pipelines import artifacts
 from pipelines.config import to_dict
 from pipelines.data import LABEL, TEXT, TEXT_PAIR, read_record, recorded_data
@@ -28,7 +33,9 @@ from pipelines.errors import UserError
 from pipelines.models import load_trained_classifier
 from pipelines.stage import StageResult
 from pipelines.tables import read_table
+from pipelines.windows import backend_stride
 
+log = logging.getLogger(__name__)
 STAGE = "explain"
 INFORMATIVE_POOL = 2000
 GROUPS = ("most confident", "least confident", "misclassified")
@@ -43,31 +50,56 @@ class Examples:
     text_pair_column: str | None
     label_column: str | None
     source: str
+    rationale_column: str | None = None
+    first_line: int = 2  # the file line of row 0 (delimited files have a header line)
+
+
+@dataclass
+class Selected:
+    """The texts to explain (pairs joined for the predictor), their gold labels and human rationales."""
+
+    texts: list[str]
+    gold: list[str | None]
+    rationales: list[np.ndarray | None]
+    source: str
+    pairs: bool
+
+    def subset(self, rows: list[int]) -> Selected:
+        return Selected([self.texts[i] for i in rows], [self.gold[i] for i in rows],
+                        [self.rationales[i] for i in rows], self.source, self.pairs)
 
 
 def example_table(config: ExplainConfig) -> Examples:
-    """The file's rows, or the model's recorded eval split (standard columns, label names as gold labels)."""
+    """The file's rows (an ERASER annotations file with its docs/ folder included), or the model's recorded eval
+    split (standard columns, label names as gold labels)."""
+    if config.input_file and is_eraser(config.input_file):
+        return Examples(read_eraser(config.input_file), "text", None, "label",
+                        f"{config.input_file} (ERASER layout)", "rationale", first_line=1)
     if config.input_file:
+        first_line = 1 if Path(config.input_file).suffix.lower() in (".jsonl", ".json") else 2
         return Examples(read_table(config.input_file), config.text_column, config.text_pair_column,
-                        config.label_column, config.input_file)
+                        config.label_column, config.input_file, config.rationale_column, first_line)
     if read_record(config.model) is None:
         raise UserError(f"give texts to explain: --input-file FILE or --texts \"...\" ({config.model} records no "
                         "eval split to explain)")
-    data = recorded_data(config.model)
+    keep = (config.rationale_column,) if config.rationale_column else ()
+    data = recorded_data(config.model, keep_columns=keep)
     table = data.eval.add_column("gold", [data.label_names[i] for i in data.eval[LABEL]])
     return Examples(table, TEXT, TEXT_PAIR if data.has_pair else None, "gold",
-                    f"the eval split of {config.model} ({len(table)} rows)")
+                    f"the eval split of {config.model} ({len(table)} rows)", config.rationale_column)
 
 
-def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], str, bool]:
-    """(texts to explain, gold labels or None, where they came from, whether they are sentence pairs); pairs are
-    joined for the predictor."""
+def load_examples(config: ExplainConfig) -> Selected:
+    """The texts to explain, with gold labels and rationales where there are; pairs are joined for the
+    predictor. Every rationale is checked here, before a model is loaded."""
     if config.texts:
-        return list(config.texts), [None] * len(config.texts), "the command line", False
+        n = len(config.texts)
+        return Selected(list(config.texts), [None] * n, [None] * n, "the command line", False)
     examples = example_table(config)
     table, source = examples.table, examples.source
     columns = list(table.column_names)
-    for name, role in ((examples.text_column, "text"), (examples.text_pair_column, "text pair")):
+    for name, role in ((examples.text_column, "text"), (examples.text_pair_column, "text pair"),
+                       (examples.rationale_column, "rationale")):
         if name and name not in columns:
             raise UserError(f"{source}: no {role} column '{name}'; the columns are "
                             f"{', '.join(repr(c) for c in columns)}")
@@ -81,15 +113,19 @@ def load_examples(config: ExplainConfig) -> tuple[list[str], list[str | None], s
     rows = [int(r) for r in (rows if config.select == "informative" else rows[: config.num_examples])]
     subset = table.select(rows)
     texts = [str(t) if t is not None else "" for t in subset[examples.text_column]]
-    empty = [rows[i] + 2 for i, t in enumerate(texts) if not t.strip()]
+    empty = [rows[i] + examples.first_line for i, t in enumerate(texts) if not t.strip()]
     if empty:
         raise UserError(f"{source}: {len(empty)} of the selected rows have an empty text (first at line {empty[0]})")
+    rationales: list[np.ndarray | None] = [None] * len(texts)
+    if examples.rationale_column:
+        rationales = [rationale_mask(value, len(text.split()), f"{source}: line {row + examples.first_line}")
+                      for row, text, value in zip(rows, texts, subset[examples.rationale_column], strict=True)]
     if examples.text_pair_column:
         texts = [join_pair(t, str(p)) for t, p in zip(texts, subset[examples.text_pair_column], strict=True)]
     gold = [None] * len(texts)
     if examples.label_column and examples.label_column in columns:
         gold = [str(v) for v in subset[examples.label_column]]
-    return texts, gold, source, examples.text_pair_column is not None
+    return Selected(texts, gold, rationales, source, examples.text_pair_column is not None)
 
 
 def _gold_names(gold: list[str | None], labels: list[str]) -> list[str | None]:
@@ -120,15 +156,25 @@ def informative(probabilities: np.ndarray, gold: list[str | None], labels: list[
     return sorted(chosen.items(), key=lambda item: (order[item[1]], -confidence[item[0]]))
 
 
+def long_text_counts(predictor: Predictor, texts: list[str]) -> dict:
+    """How many of the texts did not fit the model's window, and how they were read."""
+    encoded = predictor.backend.encode(texts)
+    return {"max_length": predictor.max_length, "stride": predictor.stride,
+            "mode": "window" if predictor.stride is not None else "truncate",
+            "windowed": encoded.windowed, "truncated": encoded.truncated,
+            "windows": len(encoded) if encoded.owners is not None else len(texts)}
+
+
 def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool = False) -> StageResult:
     """Explain config.model (and config.compare) and publish attributions, metrics and report.html.
 
     `resume` is accepted for the stage contract; there is nothing to resume (an unfinished run starts over)."""
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
-    texts, gold, source, pairs = load_examples(config)
+    selected = load_examples(config)
     record = read_record(config.model)
     max_length = config.max_length or (record.max_length if record else 128)
+    stride = backend_stride(max_length, config.stride, config.long_texts)
     loaded = [("model", *load_trained_classifier(config.model))]
     if config.compare:
         loaded.append(("compare", *load_trained_classifier(config.compare, role="--compare model")))
@@ -139,37 +185,56 @@ def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool 
                                  settings=to_dict(config))
     set_threads(config.num_threads)
     labels = loaded[0][3]
-    gold = _gold_names(gold, labels)
-    groups: list[str | None] = [None] * len(texts)
+    selected.gold = _gold_names(selected.gold, labels)
+    groups: list[str | None] = [None] * len(selected.texts)
+
+    def predictor_of(model, tokenizer) -> Predictor:
+        return Predictor(model, tokenizer, batch_size=config.batch_size, max_length=max_length,
+                         pairs=selected.pairs, precision=config.precision, stride=stride)
+
     if config.select == "informative" and not config.texts:  # texts given directly are all explained, in order
-        predictor = Predictor(loaded[0][1], loaded[0][2], batch_size=config.batch_size, max_length=max_length,
-                              pairs=pairs, precision=config.precision)
-        picked = informative(predictor(texts), gold, labels, config.num_examples)
-        texts, gold, groups = [texts[i] for i, _ in picked], [gold[i] for i, _ in picked], [g for _, g in picked]
+        picked = informative(predictor_of(*loaded[0][1:3])(selected.texts), selected.gold, labels,
+                             config.num_examples)
+        selected, groups = selected.subset([i for i, _ in picked]), [g for _, g in picked]
+    texts, gold, rationales = selected.texts, selected.gold, selected.rationales
+    has_rationales = any(r is not None for r in rationales)
 
     names = {"model": config.model_name or Path(config.model).name or config.model,
              "compare": config.compare_name or (Path(config.compare).name if config.compare else None)}
     if names["compare"] == names["model"]:
         names["compare"] += " (compare)"
     results: dict[str, dict[str, list]] = {}
-    faithfulness_rows, per_example = [], {}
+    faithfulness_rows, plausibility_rows, long_texts = [], [], {}
     for role, model, tokenizer, _ in loaded:
-        predictor = Predictor(model, tokenizer, batch_size=config.batch_size, max_length=max_length,
-                              pairs=pairs, precision=config.precision)
+        predictor = predictor_of(model, tokenizer)
+        long_texts[names[role]] = long_text_counts(predictor, texts)
         results[role] = {}
         for method in config.methods:
             began = time.perf_counter()
-            attributions = explain(method, predictor, texts, config.max_evals, config.batch_size, config.seed)
+            attributions = explain_texts(method, predictor, texts, config.max_evals, config.batch_size, config.seed)
             seconds = time.perf_counter() - began
             scores = faithfulness(predictor, attributions)
-            for a, s in zip(attributions, scores, strict=True):
-                a.extra.update({"model": names[role], "faithfulness": s})
+            plausible = plausibility(attributions, rationales) if has_rationales else [None] * len(texts)
+            for a, f, h in zip(attributions, scores, plausible, strict=True):
+                a.extra.update({"model": names[role], "faithfulness": f, **({"plausibility": h} if h else {})})
             results[role][method] = attributions
             faithfulness_rows.append({"model": names[role], "method": method, "seconds": seconds,
                                       **summarize(scores)})
-            per_example[(role, method)] = scores
+            if has_rationales:
+                plausibility_rows.append({"model": names[role], "method": method,
+                                          **summarize_plausibility(plausible)})
         baseline = random_baseline(predictor, results[role][config.methods[0]], seed=config.seed)
         faithfulness_rows.append({"model": names[role], "method": "random", "seconds": 0.0, **summarize(baseline)})
+        if has_rationales:
+            plausibility_rows.append({"model": names[role], "method": "random", **summarize_plausibility(
+                random_plausibility(rationales, seed=config.seed))})
+    for name, counts in long_texts.items():
+        if counts["windowed"]:
+            log.info("%s: %d of %d texts were longer than %d tokens and were explained over %d windows in all",
+                     name, counts["windowed"], len(texts), max_length, counts["windows"])
+        if counts["truncated"]:
+            log.warning("%s: %d of %d texts were truncated to %d tokens", name, counts["truncated"], len(texts),
+                        max_length)
 
     agreement_rows = []
     if config.compare:
@@ -187,20 +252,27 @@ def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool 
         known = [(p, g) for p, g in zip(predicted, gold, strict=True) if g is not None]
         models.append({"name": names[role], "labels": labels, "count": len(attributions),
                        "accuracy": float(np.mean([p == g for p, g in known])) if known else float("nan"),
-                       "mean_probability": float(np.mean([a.probability for a in attributions]))})
-    examples = [{"gold": gold[i], "group": groups[i], "views": [
-        {"model": names[role], "label": results[role][first][i].label,
-         "probability": results[role][first][i].probability, "tokens": token_colors(results[role][first][i])}
-        for role, *_ in loaded]} for i in range(len(texts))]
+                       "mean_probability": float(np.mean([a.probability for a in attributions])),
+                       "long_texts": long_texts[names[role]]})
+    examples = [{"gold": gold[i], "group": groups[i], "rationale": rationale_words(texts[i], rationales[i]),
+                 "views": [{"model": names[role], "label": results[role][first][i].label,
+                            "probability": results[role][first][i].probability,
+                            "windows": results[role][first][i].extra.get("windows", 1),
+                            "tokens": token_colors(results[role][first][i])} for role, *_ in loaded]}
+                for i in range(len(texts))]
 
     metrics = {
         "examples": len(texts),
         "methods": config.methods,
         "max_evals": config.max_evals,
+        "long_texts": long_texts,
         "faithfulness": faithfulness_rows,
+        "plausibility": plausibility_rows,
         "agreement": agreement_rows,
         "models": models,
-        "examples_info": [{"gold": gold[i], "group": groups[i]} for i in range(len(texts))],
+        "examples_info": [{"gold": gold[i], "group": groups[i],
+                           "rationale": rationales[i].astype(int).tolist() if rationales[i] is not None else None}
+                          for i in range(len(texts))],
     }
     lines = [json.dumps(a.to_json(), ensure_ascii=False) for role in results for m in results[role]
              for a in results[role][m]]
@@ -209,6 +281,7 @@ def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool 
     with artifacts.publishing(output_dir, STAGE, to_dict(config), fingerprint, started) as staging:
         artifacts.write_text(staging / "attributions.jsonl", "\n".join(lines) + "\n")
         artifacts.write_json(staging / "explain_metrics.json", metrics)
-        artifacts.write_text(staging / "report.html", render(title, source, config.methods, config.max_evals, models,
-                                                             examples, faithfulness_rows, agreement_rows, config.top_k))
+        artifacts.write_text(staging / "report.html", render(
+            title, selected.source, config.methods, config.max_evals, models, examples, faithfulness_rows,
+            agreement_rows, config.top_k, plausibility_rows))
     return StageResult(STAGE, output_dir, metrics, time.perf_counter() - started)

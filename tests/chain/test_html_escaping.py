@@ -52,10 +52,15 @@ def parse(page: str) -> Structure:
 def explain_page(title: str, source: str, label_a: str, label_b: str, text: str, token: str) -> str:
     attribution = Attribution(text=text, tokens=[token, "plain"], scores=np.array([0.7, -0.2]), predicted=0,
                               probability=0.9, label=label_a, method="shap")
-    models = [{"name": label_b, "labels": [label_a, label_b], "count": 1, "accuracy": 1.0, "mean_probability": 0.9}]
-    examples = [{"gold": label_b, "group": "most confident", "views": [
-        {"model": label_b, "label": label_a, "probability": 0.9, "tokens": token_colors(attribution)}]}]
-    return render(title, source, ["shap"], 100, models, examples, [], [], 3)
+    long_texts = {"max_length": 128, "stride": 32, "mode": "window", "windowed": 1, "truncated": 1, "windows": 3}
+    models = [{"name": label_b, "labels": [label_a, label_b], "count": 1, "accuracy": 1.0, "mean_probability": 0.9,
+               "long_texts": long_texts}]
+    examples = [{"gold": label_b, "group": "most confident", "rationale": [{"text": text, "evidence": True}],
+                 "views": [{"model": label_b, "label": label_a, "probability": 0.9, "windows": 2,
+                            "tokens": token_colors(attribution)}]}]
+    plausibility_rows = [{"model": label_b, "method": "shap", "token_auprc": 0.5, "token_f1_top_k": 0.5,
+                          "iou_f1": 0.5, "scored": 1}]
+    return render(title, source, ["shap"], 100, models, examples, [], [], 3, plausibility_rows)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

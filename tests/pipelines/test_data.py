@@ -193,3 +193,16 @@ def test_tokenize_caches_in_run_folder_and_counts_truncation(tmp_path, tiny_bert
     assert files[0].stat().st_mtime_ns == stamp  # loaded from the cache, not recomputed
     assert list(second["input_ids"]) == list(first["input_ids"])
     assert "attention_mask" in first.column_names and "label" in first.column_names
+
+
+def test_extra_columns_are_kept_for_later_stages_and_the_eval_file_must_have_them(tmp_path):
+    rows = [("good film", "pos", "[1, 0]"), ("bad film", "neg", "[1, 0]")] * 4
+    train = write_csv(tmp_path / "train.tsv", rows, header=("text", "label", "rationale"), sep="\t")
+    evaluation = write_csv(tmp_path / "eval.tsv", rows[:2], header=("text", "label", "rationale"), sep="\t")
+    settings = DataSettings(train_file=str(train), eval_file=str(evaluation))
+    data = prepare_data(settings, seed=0, keep_columns=("rationale",))
+    assert data.eval["rationale"] == ["[1, 0]", "[1, 0]"]
+    assert "rationale" not in prepare_data(settings, 0).eval.column_names
+    bare = write_csv(tmp_path / "bare.tsv", [r[:2] for r in rows[:2]], sep="\t")
+    with pytest.raises(UserError, match=r"bare\.tsv: no rationale column 'rationale'"):
+        prepare_data(DataSettings(train_file=str(train), eval_file=str(bare)), 0, keep_columns=("rationale",))
