@@ -22,8 +22,11 @@ class ExplainSettings:
                           "most confident, least confident and misclassified predictions of the model."},
     )
     methods: list[str] = dataclasses.field(
-        default_factory=lambda: ["shap"], metadata={"help": "Attribution methods: shap, lime, ig."}
-    )
+        default_factory=lambda: ["ig"],
+        metadata={"help": "Attribution methods: ig (integrated gradients, the default: on 200 human-annotated SST "
+                          "sentences its words match the human rationales better than SHAP's (token AUPRC 0.645 "
+                          "against 0.563), as faithful, in half SHAP's time), shap, lime; the first is shown in "
+                          "the report's examples."})
     max_evals: int = dataclasses.field(default=300, metadata={"help": "Model evaluations per example (SHAP, LIME)."})
     batch_size: int = dataclasses.field(default=256, metadata={"help": "Texts per forward pass."})
     max_length: int | None = dataclasses.field(

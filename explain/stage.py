@@ -1,7 +1,9 @@
-"""run_explain: attributions, faithfulness, agreement and an HTML report for one or two classifiers.
+"""run_explain: attributions, faithfulness, plausibility, agreement and an HTML report for one or two classifiers.
 
-The texts are a file's rows, texts given directly, or by default the eval split the model was trained with
-(from its data record), so a pipeline's explanations need no data settings of their own.
+The texts are a file's rows (an ERASER annotations file included), texts given directly, or by default the eval
+split the model was trained with (from its data record), so a pipeline's explanations need no data settings of
+their own. Texts longer than the model's window are predicted over overlapping windows and explained window by
+window (explain.long_texts); with human rationales, each method's plausibility is measured against them.
 """
 
 from __future__ import annotations

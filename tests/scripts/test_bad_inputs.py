@@ -73,6 +73,8 @@ def world(tmp_path_factory, tiny_bert, tiny_llama, tiny_classifier) -> dict[str,
     put("broken_jsonl", "broken.jsonl",
         '{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}\n{"text": "c", "lab\n')
     put("fake_parquet", "fake.parquet", "this is not parquet")
+    put("short_rationale", "short_rationale.tsv", "text\tlabel\trationale\ngreat film\tpositive\t[0, 1]\n"
+        "an awful film\tnegative\t[0, 1]\n")
     w["no_weights"] = d / "no_weights"
     w["no_weights"].mkdir()
     shutil.copy(tiny_bert / "config.json", w["no_weights"] / "config.json")
@@ -148,6 +150,13 @@ CASES = [
      r"fake\.parquet is not a readable parquet file", "new"),
     ("num-examples-too-large", "explain", EXPLAIN + ["--num-examples", "50"],
      r"num_examples 50 is larger than .*eval3\.csv, which has 9 rows", "new"),
+    ("rationale-length", "explain", EXPLAIN[:3] + ["{short_rationale}", "--rationale-column", "rationale",
+                                                   "--select", "first", "--num-examples", "2"],
+     r"short_rationale\.tsv: line 3: has 2 rationale values for 3 words", "new"),
+    ("rationale-column-missing", "explain", EXPLAIN + ["--rationale-column", "evidence"],
+     r"eval3\.csv: no rationale column 'evidence'; the columns are 'text', 'label'", "new"),
+    ("stride-too-large", "predict", PREDICT + ["--max-length", "32", "--stride", "20"],
+     r"stride must be between 0 and half of max_length \(16\) tokens, got 20", "file"),
     ("distill-missing-column", "distill", DISTILL + ["--data.text-column", "body"],
      r"train3\.csv: no text column 'body'", "new"),
     ("predict-missing-column", "predict", PREDICT + ["--text-column", "body"],
