@@ -68,7 +68,7 @@ elif point == "teacher-logits":
 
     distill.teacher_logits.dataset_logits = forward_then_die
 elif point == "explain":
-    original_explain = explain.stage.explain
+    original_explain = explain.stage.explain_texts
     calls = []
 
     def explain_then_die(*args, **kwargs):
@@ -77,7 +77,7 @@ elif point == "explain":
             die()
         return original_explain(*args, **kwargs)
 
-    explain.stage.explain = explain_then_die
+    explain.stage.explain_texts = explain_then_die
 else:
     sys.exit(f"unknown kill point {point}")
 
