@@ -54,9 +54,17 @@ class LoraSettings:
 class FinetuneSettings:
     """How to fine-tune (the pipeline config's `finetune` section)."""
 
+    task: Literal["classification", "causal-lm"] = dataclasses.field(
+        default="classification",
+        metadata={"help": "classification: a text classifier from labelled rows; causal-lm: a decoder fine-tuned on "
+                          "prompt/response pairs (loss on the response tokens) or plain text."})
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
     lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
     train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+    generation_prompts: int = dataclasses.field(
+        default=4, metadata={"help": "task causal-lm: eval prompts generated for before and after training."})
+    max_new_tokens: int = dataclasses.field(
+        default=64, metadata={"help": "task causal-lm: tokens generated per sample prompt."})
 
     REMOVED_SETTINGS: ClassVar[dict[str, str]] = {
         "adapt": f"was removed: task-adaptive pretraining ended below the recipe on SST-2 (0.8945); {EXPERIMENTS}",
@@ -65,7 +73,7 @@ class FinetuneSettings:
 
 @dataclasses.dataclass
 class FinetuneConfig(FinetuneSettings):
-    """What to fine-tune on, how, and where the classifier goes."""
+    """What to fine-tune on, how, and where the model goes."""
 
-    output_dir: str = dataclasses.field(default="runs/finetune", metadata={"help": "Folder for the classifier."})
+    output_dir: str = dataclasses.field(default="runs/finetune", metadata={"help": "Folder for the model."})
     data: DataSettings = dataclasses.field(default_factory=DataSettings)

@@ -7,18 +7,20 @@ from pipelines.errors import UserError
 from pipelines.models import has_module, head_modules, lora_targets, pooler_modules
 
 
-def add_lora(model, settings: LoraSettings):
+def add_lora(model, settings: LoraSettings, causal_lm: bool = False):
     """Wrap model with LoRA adapters; the classification head and `modules_to_save` (by default a BERT-style
-    pooler, which a sentence-embedding checkpoint may never have trained) learn in full and are saved with them."""
+    pooler, which a sentence-embedding checkpoint may never have trained) learn in full and are saved with them.
+    A causal language model keeps its head frozen (only `modules_to_save`, if given, learn in full)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    heads = head_modules(model)
+    heads = [] if causal_lm else head_modules(model)
     for wanted in settings.modules_to_save or []:
         if not has_module(model, wanted):
             raise UserError(f"lora.modules_to_save names '{wanted}', which this model does not have")
-    extra = pooler_modules(model) if settings.modules_to_save is None else settings.modules_to_save
+    extra = (pooler_modules(model) if not causal_lm else []) if settings.modules_to_save is None \
+        else settings.modules_to_save
     lora_config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType.CAUSAL_LM if causal_lm else TaskType.SEQ_CLS,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from finetune.card import finetune_card
+from finetune.causal_lm import run_causal_lm
 from finetune.config import FinetuneConfig
 from finetune.lora import add_lora, loraplus_optimizer
 from pipelines import artifacts
@@ -32,7 +33,10 @@ STAGE = "finetune"
 
 def run_finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
                  callbacks: list | None = None) -> StageResult:
-    """Fine-tune and publish the classifier in config.output_dir; `callbacks`: extra TrainerCallbacks."""
+    """Fine-tune and publish the classifier (or, with task causal-lm, the decoder) in config.output_dir;
+    `callbacks`: extra TrainerCallbacks."""
+    if config.task == "causal-lm":
+        return run_causal_lm(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     source = resolve_model(config.model.name)  # fail fast: model and data are checked before any writing

@@ -41,6 +41,11 @@ class DataSettings:
         default=None, metadata={"help": "Evaluation file; without it a stratified split of train is held out."}
     )
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column with the text."})
+    prompt_column: str = dataclasses.field(
+        default="prompt", metadata={"help": "task causal-lm: column with the prompt (else Alpaca's instruction + "
+                                            "input, or plain text in text_column)."})
+    response_column: str = dataclasses.field(
+        default="response", metadata={"help": "task causal-lm: column with the response (the tokens learnt)."})
     text_pair_column: str | None = dataclasses.field(
         default=None, metadata={"help": "Second text column for sentence-pair tasks."}
     )

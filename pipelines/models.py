@@ -208,6 +208,22 @@ def load_classifier(source: ModelSource, label_names: list[str], tokenizer, trus
     return model
 
 
+def load_causal_lm(source: ModelSource, tokenizer, trust_remote_code: bool = False):
+    """Load a decoder with its language-modelling head (safetensors only), pad token id set."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, use_safetensors=None if pickle_allowed() or source.kind == "hub" else True,
+            trust_remote_code=trust_remote_code)
+    except LOAD_ERRORS as err:
+        raise UserError(f"could not load a causal language model from {source.location}: {first_line(err)}") from err
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def load_trained_classifier(path: str, role: str = "model"):
     """A classifier folder this project wrote (or any local one): model in eval mode, tokenizer, label names."""
     from transformers import AutoModelForSequenceClassification
@@ -275,7 +291,7 @@ def lora_targets(model) -> list[str]:
         return LORA_TARGETS[model_type]
     names = set()
     for full_name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not any(h in full_name.split(".") for h in HEAD_NAMES):
+        if isinstance(module, torch.nn.Linear) and not any(h in full_name.split(".") for h in (*HEAD_NAMES, "lm_head")):
             names.add(full_name.rsplit(".", 1)[-1])
     if not names:
         raise UserError(f"found no linear layers for LoRA in a '{model_type}' model; set lora.target_modules")

@@ -12,9 +12,10 @@ from pipelines.training.settings import TrainSettings
 log = logging.getLogger(__name__)
 
 
-def training_arguments(train: TrainSettings, checkpoint_dir: Path):
+def training_arguments(train: TrainSettings, checkpoint_dir: Path, best_metric: str = "accuracy"):
     """transformers TrainingArguments from our settings (transformers 5 names). Under torchrun this starts the
-    process group, so call it before any work that only rank 0 should do."""
+    process group, so call it before any work that only rank 0 should do. The best checkpoint is the one with
+    the highest `best_metric` (the lowest when it is a loss)."""
     import torch
     from transformers import TrainingArguments
 
@@ -42,8 +43,8 @@ def training_arguments(train: TrainSettings, checkpoint_dir: Path):
         save_steps=train.eval_steps,
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=train.eval_strategy != "no",
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
+        metric_for_best_model=best_metric,
+        greater_is_better="loss" not in best_metric,
         logging_steps=train.logging_steps,
         report_to=train.report_to or "none",
         remove_unused_columns=False,

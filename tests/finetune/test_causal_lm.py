@@ -1,0 +1,88 @@
+"""task causal-lm on tiny random GPT-2 and Llama decoders: the loss falls on response tokens only, the layouts
+are read, held-out perplexity falls with training, generations are written before and after, and the merged
+folder loads in a plain transformers text-generation pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import pytest
+
+from finetune.stage import run_finetune
+from pipelines.errors import UserError
+from pipelines.lm_data import FRAME, IGNORE, prepare_lm_data, read_lm_table, tokenize_lm
+from pipelines.models import ModelSource, load_tokenizer
+from tests.conftest import tiny_config
+
+PROMPTS = ["the movie was", "the plot is", "this film is", "the actors were", "it is a story"]
+
+
+def rows(n: int, seed: int) -> list[dict]:
+    """Each prompt's response is a fixed, learnable phrase."""
+    rng = random.Random(seed)
+    answers = {p: " ".join(rng.sample(["good", "great", "superb", "very", "really", "not", "boring"], 3))
+               for p in PROMPTS}
+    return [{"prompt": p, "response": answers[p]} for p in (PROMPTS[i % len(PROMPTS)] for i in range(n))]
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def tokenizer_of(folder):
+    return load_tokenizer(ModelSource(str(folder), str(folder), "local"))
+
+
+@pytest.mark.parametrize("template", [None, "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
+                                            "{% if add_generation_prompt %}<s>{% endif %}"])
+def test_the_loss_falls_on_the_response_tokens_only(tiny_llama, tmp_path, template):
+    tokenizer = tokenizer_of(tiny_llama)
+    tokenizer.chat_template = template
+    data = prepare_lm_data(str(write_jsonl(tmp_path / "d.jsonl", rows(6, 0))), None, 0.5, seed=0)
+    tokenized = tokenize_lm(data.train, tokenizer, 64, tmp_path / "cache", "train", data.fingerprint)
+    row, source = tokenized[0], data.train[0]
+    prompt_text = FRAME.format(prompt=source["prompt"]) if template is None else \
+        f"<s>{source['prompt']}</s><s>"
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(source["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert row["input_ids"] == prompt_ids + response_ids
+    assert row["labels"] == [IGNORE] * len(prompt_ids) + response_ids
+
+
+def test_plain_text_learns_every_token_and_alpaca_rows_are_read(tiny_gpt2, tmp_path):
+    tokenizer = tokenizer_of(tiny_gpt2)
+    text = tmp_path / "notes.txt"
+    text.write_text("the movie was good\n\nthe plot is dull\n")
+    table, layout = read_lm_table(text)
+    assert layout == "text" and table["response"] == ["the movie was good", "the plot is dull"]
+    tokenized = tokenize_lm(table, tokenizer, 64, tmp_path / "cache", "t", "x")
+    assert tokenized[0]["labels"] == tokenized[0]["input_ids"]
+    alpaca = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "rate it", "input": "the movie", "output": "good"},
+                                                {"instruction": "say hi", "input": "", "output": "hi"}])
+    table, layout = read_lm_table(alpaca)
+    assert layout == "alpaca" and table["prompt"] == ["rate it\n\nthe movie", "say hi"]
+    with pytest.raises(UserError, match=r"no 'prompt' and 'response' columns, no Alpaca columns"):
+        read_lm_table(write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "a"}]))
+
+
+@pytest.mark.parametrize("base, method", [("tiny_gpt2", "lora"), ("tiny_llama", "full")])
+def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request, tmp_path, base, method):
+    from transformers import pipeline
+
+    model = request.getfixturevalue(base)
+    train = write_jsonl(tmp_path / "train.jsonl", rows(80, 1))
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", rows(10, 1))
+    config = tiny_config(model, train, evaluation, tmp_path / "out", method=method, max_steps=30,
+                         learning_rate=1e-2 if method == "lora" else 3e-3, eval_steps=15)
+    config = dataclasses.replace(config, task="causal-lm", generation_prompts=2, max_new_tokens=4)
+    result = run_finetune(config)
+    evaluated = result.metrics["eval"]
+    assert evaluated["perplexity"] < 0.8 * evaluated["perplexity_before"]
+    samples = json.loads((tmp_path / "out" / "generations.json").read_text())
+    assert [s["prompt"] for s in samples] == PROMPTS[:2] and all({"before", "after"} <= set(s) for s in samples)
+    generator = pipeline("text-generation", model=str(tmp_path / "out"))
+    assert isinstance(generator("the movie was", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
+    assert (tmp_path / "out" / "adapter").is_dir() == (method == "lora")
