@@ -72,7 +72,8 @@ def main() -> None:
         record = json.loads((work / f"explain_{mode}" / "attributions.jsonl").read_text().splitlines()[0])
         words, scores = word_scores(record["text"], record["tokens"], np.asarray(record["scores"]))
         counts = explained.metrics["long_texts"][Path(args.model).name]
-        rows[mode] = {"label": out["predicted_label"], "score": float(out["predicted_score"]), "predict_seconds": predict_seconds,
+        rows[mode] = {"label": out["predicted_label"], "score": float(out["predicted_score"]),
+                      "predict_seconds": predict_seconds,
                       "windowed": predicted.metrics["windowed"], "truncated": predicted.metrics["truncated"],
                       "windows": counts["windows"], "method": explained.metrics["methods"][0],
                       "explain_seconds": explain_seconds, "words_in_explanation": len(words),
