@@ -20,6 +20,7 @@ from pipelines.data import DataSettings
 from pipelines.errors import UserError
 
 STAGE_NAMES = ("finetune", "distill", "export", "explain", "report")
+CAUSAL_LM_STAGES = {"finetune", "report"}
 
 
 def _default_distill() -> DistillSettings:
@@ -50,6 +51,10 @@ class PipelineConfig:
     output_dir: str = dataclasses.field(default="runs/pipeline", metadata={"help": "Run folder holding every stage."})
     stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGE_NAMES),
                                           metadata={"help": "Stages to run, in order."})
+    task: Literal["classification", "causal-lm"] = dataclasses.field(
+        default="classification",
+        metadata={"help": "classification, or causal-lm: a decoder on prompt/response pairs (stages finetune and "
+                          "report)."})
     data: DataSettings = dataclasses.field(default_factory=DataSettings)
     finetune: FinetuneSettings = dataclasses.field(default_factory=FinetuneSettings)
     distill: DistillSettings = dataclasses.field(default_factory=_default_distill)
@@ -70,6 +75,12 @@ class PipelineConfig:
         unknown = [s for s in self.stages if s not in STAGE_NAMES]
         if unknown:
             raise UserError(f"stages must be among {', '.join(STAGE_NAMES)}; got {', '.join(unknown)}")
+        if self.finetune.task != "classification" and self.finetune.task != self.task:
+            raise UserError(f"finetune.task is {self.finetune.task} but the pipeline's task is {self.task}; set the "
+                            "task once, at the top level (task: causal-lm)")
+        if self.task == "causal-lm" and set(self.stages) - CAUSAL_LM_STAGES:
+            raise UserError(f"task causal-lm runs the stages {', '.join(sorted(CAUSAL_LM_STAGES))}; "
+                            f"{', '.join(s for s in self.stages if s not in CAUSAL_LM_STAGES)} work on classifiers")
         order = [STAGE_NAMES.index(s) for s in self.stages]
         if order != sorted(order):
             raise UserError(f"stages must keep the order {' -> '.join(STAGE_NAMES)}")
@@ -82,7 +93,8 @@ class PipelineConfig:
         return "distill" in self.stages or (self.stage_dir("distill") / MANIFEST).is_file()
 
     def finetune_config(self) -> FinetuneConfig:
-        return extend(self.finetune, FinetuneConfig, output_dir=str(self.stage_dir("finetune")), data=self.data)
+        return extend(self.finetune, FinetuneConfig, output_dir=str(self.stage_dir("finetune")), data=self.data,
+                      task=self.task)
 
     def distill_config(self) -> DistillConfig:
         """The student learns on the data the teacher recorded (its split), as no data section is given."""

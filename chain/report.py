@@ -89,15 +89,17 @@ def training_curves(logs: dict[str, list[dict]]) -> str:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3))
     for name, history in logs.items():
         losses = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-        evals = [(e["step"], e["eval_accuracy"]) for e in history if "eval_accuracy" in e]
+        metric = "eval_accuracy" if any("eval_accuracy" in e for e in history) else "eval_loss"
+        evals = [(e["step"], e[metric]) for e in history if metric in e]
         if losses:
             left.plot(*zip(*losses, strict=True), label=name)
         if evals:
             right.plot(*zip(*evals, strict=True), marker="o", label=name)
+            right.set_title("Eval accuracy" if metric == "eval_accuracy" else "Eval loss (response tokens)")
     left.set_title("Training loss")
     left.set_xlabel("step")
-    right.set_title("Eval accuracy")
     right.set_xlabel("step")
+    right.set_title(right.get_title() or "Eval accuracy")
     for ax in (left, right):
         if ax.lines:
             ax.legend()
@@ -157,6 +159,11 @@ def build_report(run_dir: Path, data, title: str) -> str:
     distill_metrics = _read(distill / "distill_metrics.json")
     logs = {name: _read(folder / "training_log.json") for name, folder in (("teacher", finetune),
                                                                            ("student", distill))}
+    language_model = None
+    if teacher_metrics and teacher_metrics.get("task") == "causal-lm":  # perplexity and generations, no classes
+        language_model = {"eval": teacher_metrics["eval"], "data": teacher_metrics["data"],
+                          "generations": _read(finetune / "generations.json") or []}
+        teacher_metrics = None
     models = {name: m["eval"] for name, m in (("teacher", teacher_metrics), ("student", student_metrics)) if m}
     explain_metrics = _read(explain / "explain_metrics.json")
     deployment = _read(run_dir / "export" / "deployment.json")
@@ -189,6 +196,7 @@ def build_report(run_dir: Path, data, title: str) -> str:
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.get_template("pipeline_report.html.j2").render(
         title=title,
+        language_model=language_model,
         data=data_summary(data) if data is not None else None,
         curves=training_curves({k: v for k, v in logs.items() if v}) if any(logs.values()) else "",
         models=explain_models or [{"name": n} for n in models],

@@ -27,6 +27,7 @@ from pipelines import artifacts
 from pipelines.config import to_dict
 from pipelines.data import prepare_data
 from pipelines.errors import UserError
+from pipelines.lm_data import prepare_lm_data
 from pipelines.models import resolve_model
 from pipelines.stage import Stage
 
@@ -74,7 +75,12 @@ def check_inputs(config: PipelineConfig) -> None:
     """Refuse bad data, a missing model or an unwritable run folder before anything is written."""
     if "finetune" in config.stages:
         resolve_model(config.finetune.model.name)
-        prepare_data(config.data, seed=config.finetune.train.seed)
+        if config.task == "causal-lm":
+            d = config.data
+            prepare_lm_data(d.train_file, d.eval_file, d.validation_split, config.finetune.train.seed,
+                            d.prompt_column, d.response_column, d.text_column)
+        else:
+            prepare_data(config.data, seed=config.finetune.train.seed)
     run_dir = Path(config.output_dir)
     if not run_dir.exists():
         artifacts.probe_writable(run_dir)

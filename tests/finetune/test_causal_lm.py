@@ -86,3 +86,44 @@ def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request,
     generator = pipeline("text-generation", model=str(tmp_path / "out"))
     assert isinstance(generator("the movie was", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
     assert (tmp_path / "out" / "adapter").is_dir() == (method == "lora")
+
+
+@pytest.mark.real_model
+def test_smollm2_learns_alpaca_responses(tmp_path):
+    """The packaged SmolLM2-135M with LoRA, a few steps on the bundled Alpaca rows: held-out perplexity falls."""
+    from finetune.config import FinetuneConfig, LoraSettings
+    from pipelines.data import DataSettings
+    from pipelines.models import ModelSettings
+    from pipelines.training.settings import TrainSettings
+    from tests.conftest import ROOT
+
+    config = FinetuneConfig(
+        task="causal-lm", output_dir=str(tmp_path / "out"), model=ModelSettings(name="smollm2", max_length=128),
+        data=DataSettings(train_file=str(ROOT / "data" / "alpaca" / "alpaca_en_demo.json"), max_train_samples=48,
+                          max_eval_samples=16),
+        lora=LoraSettings(r=8, alpha=16, dropout=0.0),
+        train=TrainSettings(max_steps=12, batch_size=4, eval_batch_size=8, learning_rate=5e-4, warmup=0,
+                            eval_strategy="no", logging_steps=4),
+        generation_prompts=1, max_new_tokens=8)
+    evaluated = run_finetune(config).metrics["eval"]
+    assert evaluated["perplexity"] < evaluated["perplexity_before"]
+
+
+def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
+    from chain.config import PipelineConfig
+    from chain.runner import run_pipeline
+    from finetune.config import FinetuneSettings
+
+    base = tiny_config(tiny_gpt2, write_jsonl(tmp_path / "train.jsonl", rows(40, 2) + [
+        {"prompt": "<script>alert(1)</script>", "response": "the plot"}]), None, tmp_path / "unused", max_steps=6)
+    settings = FinetuneSettings(model=base.model, lora=base.lora, train=base.train, generation_prompts=3,
+                                max_new_tokens=3)
+    config = PipelineConfig(output_dir=str(tmp_path / "run"), stages=["finetune", "report"], task="causal-lm",
+                            data=dataclasses.replace(base.data, validation_split=0.25), finetune=settings)
+    run_pipeline(config)
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    metrics = json.loads((tmp_path / "run" / "finetune" / "metrics.json").read_text())
+    assert "Language model (task causal-lm)" in page and f"{metrics['eval']['perplexity']:.2f}" in page
+    assert "<script>alert" not in page  # prompts are user text, escaped
+    with pytest.raises(UserError, match="task causal-lm runs the stages finetune, report; distill work on"):
+        PipelineConfig(stages=["finetune", "distill"], task="causal-lm")

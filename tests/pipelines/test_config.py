@@ -110,11 +110,15 @@ def test_every_setting_has_help():
     ("default", PipelineConfig), ("smoke", PipelineConfig), ("sst2_minilm", FinetuneConfig),
     ("sst2_minilm_lora", FinetuneConfig), ("sst2_smollm2", FinetuneConfig), ("distill_sst2", DistillConfig),
     ("distill_sst2_layers2", DistillConfig), ("distill_sst2_narrow", DistillConfig),
+    ("alpaca_smollm2", PipelineConfig),
 ])
 def test_each_preset_loads_as_what_it_is_and_round_trips(tmp_path, name, cls):
     config = load_config(cls, ROOT / "configs" / f"{name}.yaml")
     assert load(tmp_path, dump_yaml(config), cls) == config  # what the YAML says is all there is
-    if cls is PipelineConfig:
+    if cls is PipelineConfig and config.task == "causal-lm":
+        assert config.stages == ["finetune", "report"] and (ROOT / config.data.train_file).is_file()
+        assert config.finetune_config().task == "causal-lm"
+    elif cls is PipelineConfig:
         assert config.stages == ["finetune", "distill", "export", "explain", "report"]
         assert config.data.train_file == "data/sst2/train.tsv" and config.data.text_column == "sentence"
         assert config.distill.student.kind() == "layers"
@@ -122,8 +126,8 @@ def test_each_preset_loads_as_what_it_is_and_round_trips(tmp_path, name, cls):
         assert config.teacher == "runs/sst2_minilm" and config.data.train_file is None  # the teacher's data
         assert config.loss.hidden_weight > 0 and config.teacher_mode == "online"
     else:
-        assert (ROOT / config.data.train_file).is_file() and (ROOT / config.data.eval_file).is_file()
-        assert config.output_dir.startswith("runs/")
+        assert (ROOT / config.data.train_file).is_file() and config.output_dir.startswith("runs/")
+        assert (ROOT / config.data.eval_file).is_file() and config.task == "classification"
     assert len(list((ROOT / "configs").glob("*.yaml"))) <= 10  # presets a user starts from, not experiments
 
 
