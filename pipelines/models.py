@@ -224,6 +224,26 @@ def load_causal_lm(source: ModelSource, tokenizer, trust_remote_code: bool = Fal
     return model
 
 
+def is_causal_lm_folder(path: str | Path) -> bool:
+    """Whether a model folder holds a decoder with its language-modelling head (not a classifier)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures)
+
+
+def load_trained_causal_lm(path: str):
+    """A decoder folder this project wrote (or any local one): model in eval mode and its tokenizer."""
+    source = resolve_model(path)
+    if source.kind != "local":
+        raise UserError(f"the model must be a local model folder, got '{path}'")
+    tokenizer = load_tokenizer(source)
+    return load_causal_lm(source, tokenizer).eval(), tokenizer
+
+
 def load_trained_classifier(path: str, role: str = "model"):
     """A classifier folder this project wrote (or any local one): model in eval mode, tokenizer, label names."""
     from transformers import AutoModelForSequenceClassification

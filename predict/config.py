@@ -40,10 +40,13 @@ class PredictConfig:
     precision: Literal["auto", "fp32", "bf16"] = dataclasses.field(
         default="auto", metadata={"help": "PyTorch folders: bf16 autocast (auto: where the CPU runs bf16 natively)."})
     progress: bool = dataclasses.field(default=True, metadata={"help": "Show a rows-per-second progress bar."})
+    max_new_tokens: int = dataclasses.field(
+        default=64, metadata={"help": "Causal language models: tokens generated per prompt (greedy); the text "
+                                      "column holds the prompts and the output gets a `generated` column."})
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.top_k < 1:
-            raise UserError("batch_size and top_k must be at least 1")
+        if self.batch_size < 1 or self.top_k < 1 or self.max_new_tokens < 1:
+            raise UserError("batch_size, top_k and max_new_tokens must be at least 1")
         backend_stride(self.max_length, self.stride, self.long_texts)  # checks them
 
     def window_stride(self) -> int | None:

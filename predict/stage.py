@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data import gold_label_ids
+from pipelines.environment import set_threads
 from pipelines.errors import UserError
 from pipelines.inference import load_backend, softmax, text_logits
+from pipelines.models import is_causal_lm_folder
 from pipelines.stage import StageResult
 from pipelines.tables import OUTPUT_FORMATS, read_frame, require_column, texts_of, write_frame
 from predict.config import PredictConfig
@@ -52,6 +54,26 @@ def prediction_columns(input_columns: list[str], label_names: list[str], top_k: 
     return names
 
 
+def generate_for(config: PredictConfig, frame, output: Path) -> StageResult:
+    """A causal language model's greedy continuation of every prompt, in order, in a `generated` column."""
+    from pipelines.lm_eval import generate
+    from pipelines.models import load_trained_causal_lm
+
+    set_threads(config.num_threads)
+    model, tokenizer = load_trained_causal_lm(config.model)
+    prompts = texts_of(frame, config.text_column, str(config.input_file))
+    name = "generated" if "generated" not in frame.columns else "predicted_generated"
+    if name in frame.columns:
+        raise UserError(f"the input already has the output column {name}; rename it first")
+    began = time.perf_counter()
+    out = frame.copy()
+    out[name] = generate(model, tokenizer, prompts, config.max_new_tokens, config.batch_size)
+    seconds = time.perf_counter() - began
+    write_frame(out, output)
+    return StageResult(STAGE, output, {"rows": len(out), "seconds": seconds, "backend": "pytorch-generate",
+                                       "rows_per_second": len(out) / seconds if seconds else None}, seconds)
+
+
 def run_predict(config: PredictConfig, *, resume: bool = False, overwrite: bool = False) -> StageResult:
     """Read, check, predict and write (atomically); every check runs before the model is loaded.
 
@@ -68,6 +90,8 @@ def run_predict(config: PredictConfig, *, resume: bool = False, overwrite: bool 
     if config.label_column:
         require_column(str(input_file), columns, config.label_column, "label")
 
+    if is_causal_lm_folder(config.model):
+        return generate_for(config, frame, output)
     backend = load_backend(config.model, variant=config.variant, num_threads=config.num_threads,
                            max_length=config.max_length, precision=config.precision, stride=config.window_stride())
     if config.top_k > len(backend.label_names):

@@ -87,6 +87,21 @@ def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request,
     assert isinstance(generator("the movie was", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
     assert (tmp_path / "out" / "adapter").is_dir() == (method == "lora")
 
+    # predict.py generates for a file of prompts: batched (left padding), in order, as one prompt at a time would
+    from pipelines.lm_eval import generate
+    from pipelines.models import load_trained_causal_lm
+    from predict.config import PredictConfig
+    from predict.stage import run_predict
+
+    prompts = [{"id": i, "text": p} for i, p in enumerate(["the plot is", "it is a story about the movie and the "
+                                                             "actors", "this film is", "the movie was"])]
+    run_predict(PredictConfig(model=str(tmp_path / "out"), input_file=str(write_jsonl(tmp_path / "p.jsonl", prompts)),
+                              output_file=str(tmp_path / "g.jsonl"), batch_size=3, max_new_tokens=4))
+    written = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    model, tokenizer = load_trained_causal_lm(str(tmp_path / "out"))
+    alone = [generate(model, tokenizer, [r["text"]], 4, batch_size=1)[0] for r in prompts]
+    assert [r["id"] for r in written] == [0, 1, 2, 3] and [r["generated"] for r in written] == alone
+
 
 @pytest.mark.real_model
 def test_smollm2_learns_alpaca_responses(tmp_path):
