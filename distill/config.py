@@ -62,6 +62,9 @@ class LossSettings:
     attention_weight: float = dataclasses.field(
         default=0.0, metadata={"help": "Weight of the attention-map MSE (same head count; online teacher)."}
     )
+    top_k: int = dataclasses.field(
+        default=32, metadata={"help": "Causal LMs: the teacher's k most likely next tokens cached per position "
+                                      "(log-probabilities); the soft loss is the KL over them."})
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

@@ -20,6 +20,7 @@ import numpy as np
 from distill.architecture import num_layers
 from distill.augment import augmented_fingerprint, with_augmentation
 from distill.card import distill_card
+from distill.causal_lm import run_distill_causal_lm
 from distill.config import DistillConfig, LossSettings
 from distill.objective import (
     TEACHER_PREFIX,
@@ -50,7 +51,7 @@ from pipelines.environment import set_threads
 from pipelines.errors import UserError
 from pipelines.inference import MODEL_INPUTS, dataset_logits, latency_ms, torch_backend, window_long_rows
 from pipelines.metrics import classification_metrics
-from pipelines.models import load_trained_classifier
+from pipelines.models import is_causal_lm_folder, load_trained_classifier
 from pipelines.stage import StageResult
 from pipelines.training.arguments import train, training_arguments
 from pipelines.training.trainer import build_trainer
@@ -177,7 +178,10 @@ def measure(student: Student, teacher: Teacher, eval_ds, teacher_eval: np.ndarra
 
 def run_distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = False,
                 callbacks: list | None = None) -> StageResult:
-    """Distill config.teacher into a student and publish it, with distill_metrics.json, in config.output_dir."""
+    """Distill config.teacher into a student and publish it, with distill_metrics.json, in config.output_dir
+    (a causal language model teacher: token-level distillation, distill.causal_lm)."""
+    if is_causal_lm_folder(config.teacher):
+        return run_distill_causal_lm(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     teacher = load_teacher(config.teacher)

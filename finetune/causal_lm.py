@@ -19,7 +19,7 @@ from finetune.lora import add_lora, loraplus_optimizer
 from pipelines import artifacts
 from pipelines.config import dump_yaml, to_dict
 from pipelines.environment import set_threads
-from pipelines.lm_data import PROMPT, prepare_lm_data, tokenize_lm
+from pipelines.lm_data import PROMPT, prepare_lm_data, tokenize_lm, write_lm_record
 from pipelines.lm_eval import LmCollator, generate, perplexity
 from pipelines.models import load_causal_lm, load_tokenizer, resolve_model
 from pipelines.stage import StageResult
@@ -102,6 +102,7 @@ def run_causal_lm(config: FinetuneConfig, *, resume: bool = False, overwrite: bo
         artifacts.write_json(staging / "generations.json", samples)
         artifacts.write_json(staging / "training_log.json", trainer.state.log_history)
         artifacts.write_text(staging / "config.yaml", dump_yaml(config))
+        write_lm_record(staging, data, settings, config.train.seed, max_length)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("held-out perplexity %.2f -> %.2f", before["eval"]["perplexity"], after["eval"]["perplexity"])
     return StageResult(STAGE, output_dir, metrics, time.perf_counter() - started)

@@ -139,3 +139,34 @@ def tokenize_lm(ds, tokenizer, max_length: int, cache_dir: Path, split: str, dat
                     len(tokenized) - len(keep), len(tokenized), max_length)
         tokenized = tokenized.select(keep)
     return tokenized
+
+
+LM_RECORD = "lm_data.json"
+
+
+def write_lm_record(folder: Path, data: LmData, settings, seed: int, max_length: int) -> None:
+    """lm_data.json in folder: how the prompt/response data was read and split, so distillation reuses it."""
+    keys = ("train_file", "eval_file", "validation_split", "prompt_column", "response_column", "text_column",
+            "max_train_samples", "max_eval_samples")
+    artifacts.write_json(folder / LM_RECORD, {"settings": {k: getattr(settings, k) for k in keys}, "seed": seed,
+                                              "max_length": max_length, "files": data.files,
+                                              "fingerprint": data.fingerprint, "layout": data.layout})
+
+
+def recorded_lm_data(folder: str | Path) -> tuple[LmData, int]:
+    """The data a decoder in `folder` was fine-tuned on, rebuilt from its lm_data.json, and its max length;
+    refused, naming the file, when a data file changed since."""
+    import json
+
+    path = Path(folder) / LM_RECORD
+    if not path.is_file():
+        raise UserError(f"{folder} has no {LM_RECORD} (it was not fine-tuned by this tool with task causal-lm); "
+                        "give the data files explicitly")
+    record = json.loads(path.read_text())
+    s = record["settings"]
+    data = prepare_lm_data(s["train_file"], s["eval_file"], s["validation_split"], record["seed"], s["prompt_column"],
+                           s["response_column"], s["text_column"], s["max_train_samples"], s["max_eval_samples"])
+    changed = [p for p, digest in data.files.items() if record["files"].get(p, digest) != digest]
+    if changed:
+        raise UserError(f"{changed[0]} changed since the model in {folder} was trained on it")
+    return data, int(record["max_length"])

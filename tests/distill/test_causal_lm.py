@@ -1,0 +1,87 @@
+"""Token-level distillation of tiny GPT-2 and Llama decoders: the top-k cache holds the teacher's top-k, the KD
+loss matches a hand computation, and a student of half the layers is trained and measured end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from distill.causal_lm import TopK, counted_positions, teacher_top_k, top_k_kl
+from distill.config import DistillConfig, LossSettings, StudentSettings
+from distill.stage import run_distill
+from finetune.stage import run_finetune
+from pipelines.lm_data import IGNORE, tokenize_lm
+from pipelines.models import load_trained_causal_lm
+from pipelines.training.settings import TrainSettings
+from tests.conftest import tiny_config
+from tests.finetune.test_causal_lm import rows, write_jsonl
+
+
+def test_top_k_kl_by_hand():
+    # teacher top-2 log-probs log(0.6), log(0.2) on tokens 0 and 2; student logits over 3 tokens; T = 1
+    values = torch.tensor([[math.log(0.6), math.log(0.2)]])
+    indices = torch.tensor([[0, 2]])
+    student = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.2)]])
+    # renormalised teacher: 0.75, 0.25; KL = 0.75 ln(0.75/0.5) + 0.25 ln(0.25/0.2)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.2)
+    assert float(top_k_kl(student, values, indices, 1.0)[0]) == pytest.approx(expected, abs=1e-6)
+    # T = 2: teacher ∝ (0.6, 0.2)^(1/2), student ∝ (0.5, 0.3, 0.2)^(1/2) read at tokens 0 and 2
+    t = np.sqrt([0.6, 0.2]) / np.sqrt([0.6, 0.2]).sum()
+    s = np.sqrt([0.5, 0.3, 0.2]) / np.sqrt([0.5, 0.3, 0.2]).sum()
+    expected = float((t * np.log(t / s[[0, 2]])).sum())
+    assert float(top_k_kl(student, values, indices, 2.0)[0]) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_llama, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm_teacher")
+    train = write_jsonl(folder / "train.jsonl", rows(80, 3))
+    config = tiny_config(tiny_llama, train, None, folder / "model", method="full", max_steps=30,
+                         learning_rate=3e-3, eval_steps=15)
+    run_finetune(dataclasses.replace(config, task="causal-lm", generation_prompts=1, max_new_tokens=2))
+    return folder / "model"
+
+
+def test_the_cache_holds_the_teachers_top_k_at_every_response_position(teacher, tmp_path):
+    model, tokenizer = load_trained_causal_lm(str(teacher))
+    from pipelines.lm_data import recorded_lm_data
+
+    data, max_length = recorded_lm_data(teacher)
+    ds = tokenize_lm(data.eval, tokenizer, max_length, tmp_path, "eval", data.fingerprint)
+    cache = teacher_top_k(model, ds, tokenizer.pad_token_id, 5, batch_size=3)
+    cache.save(tmp_path / "c.npz")
+    cache = TopK.load(tmp_path / "c.npz")
+    row = ds[2]
+    keep = counted_positions(row["labels"])
+    assert keep and all(row["labels"][t + 1] != IGNORE for t in keep)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(input_ids=torch.tensor([row["input_ids"]])).logits[0], -1)[keep]
+    start, end = cache.offsets[2], cache.offsets[3]
+    np.testing.assert_array_equal(cache.indices[start:end], logprobs.topk(5).indices.numpy())
+    np.testing.assert_allclose(cache.values[start:end], logprobs.topk(5).values.numpy(), atol=2e-3)
+
+
+def test_a_half_depth_student_is_distilled_and_measured(teacher, tmp_path):
+    config = DistillConfig(output_dir=str(tmp_path / "student"), teacher=str(teacher),
+                           student=StudentSettings(layers=1), loss=LossSettings(temperature=2.0, top_k=8),
+                           train=TrainSettings(max_steps=20, batch_size=8, eval_batch_size=8, learning_rate=3e-3,
+                                               warmup=0, eval_strategy="no", logging_steps=5, num_threads=1))
+    metrics = run_distill(config).metrics
+    assert metrics["student"]["layers"] == 1 and metrics["teacher"]["layers"] == 2
+    assert 0.0 <= metrics["next_token_agreement"] <= 1.0
+    assert metrics["student"]["perplexity"] > 0 and metrics["teacher"]["tokens_per_second"] > 0
+    approximation = metrics["top_k_cache"]
+    assert approximation["k"] == 8 and 0 < approximation["teacher_mass_in_top_k"] <= 1.0 + 1e-6
+    assert approximation["full_kl"] >= 0 and approximation["top_k_kl"] >= 0
+    saved = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert saved["perplexity_ratio"] == pytest.approx(metrics["student"]["perplexity"] /
+                                                      metrics["teacher"]["perplexity"])
+    model, _ = load_trained_causal_lm(str(tmp_path / "student"))
+    assert model.config.num_hidden_layers == 1
+    again = run_distill(config, overwrite=True).metrics  # the cache is reused
+    assert not again["top_k_cache"]["computed_this_run"]
