@@ -164,6 +164,10 @@ def build_report(run_dir: Path, data, title: str) -> str:
         language_model = {"eval": teacher_metrics["eval"], "data": teacher_metrics["data"],
                           "generations": _read(finetune / "generations.json") or []}
         teacher_metrics = None
+    if student_metrics and student_metrics.get("task") == "causal-lm":
+        if language_model is not None:
+            language_model["student"] = student_metrics
+        student_metrics = None
     models = {name: m["eval"] for name, m in (("teacher", teacher_metrics), ("student", student_metrics)) if m}
     explain_metrics = _read(explain / "explain_metrics.json")
     deployment = _read(run_dir / "export" / "deployment.json")

@@ -1,10 +1,11 @@
 """Token-level distillation of a fine-tuned decoder into a smaller one that shares its tokenizer.
 
-The teacher's next-token distributions on the response tokens are computed once and cached as its top-k
-log-probabilities per position (the full vocabulary per token does not fit on disk). The student learns
-soft_weight x T^2 x KL(teacher_T || student_T) over those k tokens (the teacher's top-k renormalised at
-temperature T) plus (1 - soft_weight) x the language-modelling loss. The approximation is measured after
-training: top-k KL against the full KL on eval rows, and the teacher probability mass the k tokens hold.
+The teacher's next-token distributions at temperature T on the response tokens are computed once and cached as
+its top-k log-probabilities per position (the full vocabulary per token does not fit on disk); the mass outside
+the k tokens is one more outcome, the tail. The student learns soft_weight x T^2 x KL over those k + 1 outcomes
+(its own probabilities read at the k tokens, the rest its tail) plus (1 - soft_weight) x the language-modelling
+loss. Merging the tail can only lower a KL, so the cached loss is a lower bound of the full one; after training
+the bound is measured against the full KL on eval rows, with the teacher mass the k tokens hold.
 """
 
 from __future__ import annotations
@@ -61,17 +62,16 @@ def counted_positions(labels: list[int]) -> list[int]:
     return [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE]
 
 
-def teacher_top_k(teacher, dataset, pad_token_id: int, k: int, batch_size: int = 8) -> TopK:
-    """The teacher's top-k log-probabilities (temperature 1) at every counted position of every row, in order."""
+def teacher_top_k(teacher, dataset, pad_token_id: int, k: int, temperature: float, batch_size: int = 8) -> TopK:
+    """The teacher's top-k log-probabilities at temperature T at every counted position of every row, in order."""
     collate = LmCollator(pad_token_id)
     values, indices, offsets = [], [], [0]
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             batch = collate(rows)
-            logprobs = torch.log_softmax(teacher(input_ids=batch["input_ids"],
-                                                 attention_mask=batch["attention_mask"]).logits.float(), -1)
-            top = logprobs.topk(k, dim=-1)
+            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            top = torch.log_softmax(logits / temperature, -1).topk(k, dim=-1)
             for r, row in enumerate(rows):
                 keep = counted_positions(row["labels"])
                 values.append(top.values[r, keep].half().numpy())
@@ -82,12 +82,15 @@ def teacher_top_k(teacher, dataset, pad_token_id: int, k: int, batch_size: int =
 
 def top_k_kl(student_logits: torch.Tensor, values: torch.Tensor, indices: torch.Tensor,
              temperature: float) -> torch.Tensor:
-    """KL(teacher_T || student_T) per position over the teacher's top-k tokens: the teacher's k log-probabilities
-    renormalised at temperature T, the student's full softmax at T read at the same tokens. [..., vocab] logits,
-    [..., k] values and indices -> [...]."""
-    teacher = torch.log_softmax(values.float() / temperature, dim=-1)
+    """KL(teacher_T || student_T) per position over the teacher's top-k tokens plus one tail outcome (the rest of
+    the vocabulary): `values` are the teacher's log-probabilities at T on `indices`, the student's come from its
+    full softmax at T. [..., vocab] logits, [..., k] values and indices -> [...]."""
+    teacher = values.float()
+    p = teacher.exp()
     student = torch.log_softmax(student_logits.float() / temperature, dim=-1).gather(-1, indices.long())
-    return (teacher.exp() * (teacher - student)).sum(-1)
+    p_tail = (1 - p.sum(-1)).clamp(min=1e-6)
+    q_tail = (1 - student.exp().sum(-1)).clamp(min=1e-6)
+    return (p * (teacher - student)).sum(-1) + p_tail * (p_tail.log() - q_tail.log())
 
 
 @dataclass
@@ -132,7 +135,8 @@ class TokenDistillationLoss:
 
 
 def approximation(teacher, student, dataset, pad_token_id: int, k: int, temperature: float, rows: int = 32) -> dict:
-    """Top-k KL against the full KL (teacher_T || student_T) on eval rows, and the teacher mass in its top k."""
+    """The cached loss's KL (top k + tail, fp16) against the full KL (teacher_T || student_T) on eval rows, and
+    the teacher's mass at T in its top k."""
     collate = LmCollator(pad_token_id)
     full, approx, mass = [], [], []
     with torch.inference_mode():
@@ -145,8 +149,8 @@ def approximation(teacher, student, dataset, pad_token_id: int, k: int, temperat
             s = student(input_ids=batch["input_ids"]).logits[0, keep].float()
             pt, ls = torch.log_softmax(t / temperature, -1), torch.log_softmax(s / temperature, -1)
             full.append((pt.exp() * (pt - ls)).sum(-1))
-            top = torch.log_softmax(t, -1).topk(k, dim=-1)
-            approx.append(top_k_kl(s, top.values, top.indices, temperature))
+            top = pt.topk(k, dim=-1)
+            approx.append(top_k_kl(s, top.values.half(), top.indices, temperature))  # as cached (fp16)
             mass.append(top.values.exp().sum(-1))
     full_kl, top_kl = float(torch.cat(full).mean()), float(torch.cat(approx).mean())
     return {"rows": min(rows, len(dataset)), "full_kl": full_kl, "top_k_kl": top_kl,
@@ -198,12 +202,14 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
     train_ds = tokenize_lm(data.train, tokenizer, max_length, cache_dir, "train", data.fingerprint)
     eval_ds = tokenize_lm(data.eval, tokenizer, max_length, cache_dir, "eval", data.fingerprint)
     k = config.loss.top_k
-    cache_file = cache_dir / f"teacher-top{k}-{artifacts.config_hash([str(config.teacher), data.fingerprint])}.npz"
+    key = artifacts.config_hash([str(config.teacher), data.fingerprint, config.loss.temperature])
+    cache_file = cache_dir / f"teacher-top{k}-{key}.npz"
     began = time.perf_counter()
     if cache_file.is_file():
         cache, computed = TopK.load(cache_file), False
     else:
-        cache = teacher_top_k(teacher, train_ds, tokenizer.pad_token_id, k, config.train.eval_batch_size)
+        cache = teacher_top_k(teacher, train_ds, tokenizer.pad_token_id, k, config.loss.temperature,
+                              config.train.eval_batch_size)
         computed = True
         cache.save(cache_file)
     cache_seconds = time.perf_counter() - began

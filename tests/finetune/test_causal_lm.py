@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 
 import pytest
 
@@ -72,7 +73,11 @@ def test_plain_text_learns_every_token_and_alpaca_rows_are_read(tiny_gpt2, tmp_p
 def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request, tmp_path, base, method):
     from transformers import pipeline
 
-    model = request.getfixturevalue(base)
+    model = tmp_path / "base"  # a copy whose chat template uses words the tiny vocabulary has
+    shutil.copytree(request.getfixturevalue(base), model)
+    tokenizer = tokenizer_of(model)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(model)
     train = write_jsonl(tmp_path / "train.jsonl", rows(80, 1))
     evaluation = write_jsonl(tmp_path / "eval.jsonl", rows(10, 1))
     config = tiny_config(model, train, evaluation, tmp_path / "out", method=method, max_steps=30,
@@ -101,6 +106,7 @@ def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request,
     model, tokenizer = load_trained_causal_lm(str(tmp_path / "out"))
     alone = [generate(model, tokenizer, [r["text"]], 4, batch_size=1)[0] for r in prompts]
     assert [r["id"] for r in written] == [0, 1, 2, 3] and [r["generated"] for r in written] == alone
+    assert sum(bool(text.strip()) for text in alone) >= 3, alone  # learnt words, not only special tokens
 
 
 @pytest.mark.real_model
@@ -127,18 +133,25 @@ def test_smollm2_learns_alpaca_responses(tmp_path):
 def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
     from chain.config import PipelineConfig
     from chain.runner import run_pipeline
+    from distill.config import DistillSettings, StudentSettings
     from finetune.config import FinetuneSettings
+    from pipelines.training.settings import TrainSettings
 
     base = tiny_config(tiny_gpt2, write_jsonl(tmp_path / "train.jsonl", rows(40, 2) + [
         {"prompt": "<script>alert(1)</script>", "response": "the plot"}]), None, tmp_path / "unused", max_steps=6)
     settings = FinetuneSettings(model=base.model, lora=base.lora, train=base.train, generation_prompts=3,
                                 max_new_tokens=3)
-    config = PipelineConfig(output_dir=str(tmp_path / "run"), stages=["finetune", "report"], task="causal-lm",
-                            data=dataclasses.replace(base.data, validation_split=0.25), finetune=settings)
+    distill = DistillSettings(student=StudentSettings(layers=1), train=TrainSettings(
+        max_steps=4, batch_size=8, eval_strategy="no", num_threads=1))
+    config = PipelineConfig(output_dir=str(tmp_path / "run"), stages=["finetune", "distill", "report"],
+                            task="causal-lm", data=dataclasses.replace(base.data, validation_split=0.25),
+                            finetune=settings, distill=distill)
     run_pipeline(config)
     page = (tmp_path / "run" / "report" / "report.html").read_text()
     metrics = json.loads((tmp_path / "run" / "finetune" / "metrics.json").read_text())
     assert "Language model (task causal-lm)" in page and f"{metrics['eval']['perplexity']:.2f}" in page
     assert "<script>alert" not in page  # prompts are user text, escaped
-    with pytest.raises(UserError, match="task causal-lm runs the stages finetune, report; distill work on"):
-        PipelineConfig(stages=["finetune", "distill"], task="causal-lm")
+    student = json.loads((tmp_path / "run" / "distill" / "metrics.json").read_text())
+    assert "next-token top-1 agreement" in page and f"{student['student']['perplexity']:.2f}" in page
+    with pytest.raises(UserError, match="task causal-lm runs the stages distill, finetune, report; export work on"):
+        PipelineConfig(stages=["finetune", "export"], task="causal-lm")
