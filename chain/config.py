@@ -20,7 +20,7 @@ from pipelines.data import DataSettings
 from pipelines.errors import UserError
 
 STAGE_NAMES = ("finetune", "distill", "export", "explain", "report")
-CAUSAL_LM_STAGES = {"finetune", "distill", "report"}
+CAUSAL_LM_STAGES = {"finetune", "distill", "explain", "report"}
 
 
 def _default_distill() -> DistillSettings:
@@ -54,7 +54,7 @@ class PipelineConfig:
     task: Literal["classification", "causal-lm"] = dataclasses.field(
         default="classification",
         metadata={"help": "classification, or causal-lm: a decoder on prompt/response pairs (stages finetune, "
-                          "distill and report)."})
+                          "distill, explain and report)."})
     data: DataSettings = dataclasses.field(default_factory=DataSettings)
     finetune: FinetuneSettings = dataclasses.field(default_factory=FinetuneSettings)
     distill: DistillSettings = dataclasses.field(default_factory=_default_distill)

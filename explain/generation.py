@@ -66,3 +66,35 @@ def explain_continuation(model, tokenizer, prompt: str, continuation: str, max_e
                        probability=float(scorer([prompt])[0, 0]), label=continuation, method="shap",
                        values=values, base_values=np.asarray(explanation.base_values[0], dtype=np.float64).ravel(),
                        extra={"continuation": continuation})
+
+
+def explain_generations(config, models: list[tuple[str, object, object]], prompts: list[str],
+                        max_new_tokens: int = 32) -> dict:
+    """For each prompt, the first model's greedy continuation, explained for every model (SHAP on the prompt),
+    with faithfulness (AOPC on the continuation's log-probability, random baseline beside it) and, for two
+    models, the agreement of their attributions. Returns the results the stage publishes."""
+    from explain.agreement import aggregate, agreement
+    from explain.faithfulness import faithfulness, random_baseline, summarize
+    from pipelines.lm_eval import generate
+
+    continuations = generate(models[0][1], models[0][2], prompts, max_new_tokens)
+    results, faithfulness_rows = {}, []
+    for name, model, tokenizer in models:
+        attributions, scores, baseline = [], [], []
+        for prompt, continuation in zip(prompts, continuations, strict=True):
+            a = explain_continuation(model, tokenizer, prompt, continuation, config.max_evals, config.batch_size)
+            scorer = ContinuationScorer(model, tokenizer, continuation, config.batch_size)
+            scores += faithfulness(scorer, [a])
+            baseline += random_baseline(scorer, [a], seed=config.seed)
+            a.extra.update({"model": name, "faithfulness": scores[-1]})
+            attributions.append(a)
+        results[name] = attributions
+        faithfulness_rows += [{"model": name, "method": "shap", **summarize(scores)},
+                              {"model": name, "method": "random", **summarize(baseline)}]
+    agreement_rows = []
+    if len(models) == 2:
+        pairs = list(zip(*results.values(), strict=True))
+        agreement_rows.append({"method": "shap", **aggregate([agreement(a, b, config.top_k) for a, b in pairs]),
+                               "same_prediction": 1.0})
+    return {"continuations": continuations, "results": results, "faithfulness": faithfulness_rows,
+            "agreement": agreement_rows}

@@ -20,6 +20,7 @@ from explain.agreement import aggregate as aggregate_agreement
 from explain.agreement import agreement
 from explain.config import ExplainConfig
 from explain.faithfulness import faithfulness, random_baseline, summarize
+from explain.generation import explain_generations
 from explain.long_texts import explain_texts
 from explain.plausibility import plausibility
 from explain.plausibility import random_baseline as random_plausibility
@@ -32,7 +33,8 @@ from pipelines.config import to_dict
 from pipelines.data import LABEL, TEXT, TEXT_PAIR, read_record, recorded_data
 from pipelines.environment import set_threads
 from pipelines.errors import UserError
-from pipelines.models import load_trained_classifier
+from pipelines.lm_data import PROMPT, recorded_lm_data
+from pipelines.models import is_causal_lm_folder, load_trained_causal_lm, load_trained_classifier
 from pipelines.stage import StageResult
 from pipelines.tables import read_table
 from pipelines.windows import backend_stride
@@ -158,6 +160,59 @@ def informative(probabilities: np.ndarray, gold: list[str | None], labels: list[
     return sorted(chosen.items(), key=lambda item: (order[item[1]], -confidence[item[0]]))
 
 
+def generation_prompts(config: ExplainConfig) -> tuple[list[str], str]:
+    """The prompts to explain: given directly, a file's text column, or the model's held-out prompts."""
+    if config.texts:
+        return list(config.texts), "the command line"
+    if config.input_file:
+        table = read_table(config.input_file)
+        if config.text_column not in table.column_names:
+            raise UserError(f"{config.input_file}: no text column '{config.text_column}'; the columns are "
+                            f"{', '.join(repr(c) for c in table.column_names)}")
+        return [str(t) for t in table[config.text_column]][: config.num_examples], config.input_file
+    data, _ = recorded_lm_data(config.model)
+    prompts = [p for p in data.eval[PROMPT] if p][: config.num_examples]
+    return prompts, f"the held-out prompts of {config.model}"
+
+
+def run_explain_generations(config: ExplainConfig, overwrite: bool = False) -> StageResult:
+    """Explain a causal LM's (and config.compare's) continuations of prompts and publish them as the classifier
+    explanations are: attributions.jsonl, explain_metrics.json and report.html."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    prompts, source = generation_prompts(config)
+    models = [("model", *load_trained_causal_lm(config.model))]
+    if config.compare:
+        models.append(("compare", *load_trained_causal_lm(config.compare)))
+    artifacts.prepare_output_dir(output_dir, resume=False, overwrite=overwrite, stage=STAGE, settings=to_dict(config))
+    set_threads(config.num_threads)
+    names = {"model": config.model_name or Path(config.model).name,
+             "compare": config.compare_name or (Path(config.compare).name if config.compare else None)}
+    done = explain_generations(config, [(names[r], m, t) for r, m, t in models], prompts)
+    results = done["results"]
+    models_info = [{"name": name, "labels": ["log p(continuation)"], "count": len(prompts), "accuracy": float("nan"),
+                    "mean_probability": float(np.mean([a.probability for a in results[name]])),
+                    "long_texts": {"max_length": 0, "stride": None, "mode": "none", "windowed": 0, "truncated": 0,
+                                   "windows": len(prompts)}} for name in results]
+    examples = [{"gold": None, "group": None, "rationale": None, "views": [
+        {"model": name, "label": f"→ {done['continuations'][i]}", "probability": results[name][i].probability,
+         "windows": 1, "tokens": token_colors(results[name][i])} for name in results]} for i in range(len(prompts))]
+    metrics = {"task": "causal-lm", "score": "log-probability of the first model's greedy continuation",
+               "examples": len(prompts), "methods": ["shap"], "max_evals": config.max_evals,
+               "faithfulness": done["faithfulness"], "plausibility": [], "agreement": done["agreement"],
+               "models": models_info, "continuations": done["continuations"],
+               "examples_info": [{"gold": None, "group": None, "rationale": None} for _ in prompts]}
+    lines = [json.dumps(a.to_json(), ensure_ascii=False) for name in results for a in results[name]]
+    title = " vs ".join(n for n in names.values() if n)
+    with artifacts.publishing(output_dir, STAGE, to_dict(config), artifacts.config_hash(prompts), started) as staging:
+        artifacts.write_text(staging / "attributions.jsonl", "\n".join(lines) + "\n")
+        artifacts.write_json(staging / "explain_metrics.json", metrics)
+        artifacts.write_text(staging / "report.html", render(
+            title, f"{source}; scores are log p(continuation)", ["shap"], config.max_evals, models_info, examples,
+            done["faithfulness"], done["agreement"], config.top_k))
+    return StageResult(STAGE, output_dir, metrics, time.perf_counter() - started)
+
+
 def long_text_counts(predictor: Predictor, texts: list[str]) -> dict:
     """How many of the texts did not fit the model's window, and how they were read."""
     encoded = predictor.backend.encode(texts)
@@ -170,7 +225,10 @@ def long_text_counts(predictor: Predictor, texts: list[str]) -> dict:
 def run_explain(config: ExplainConfig, *, resume: bool = False, overwrite: bool = False) -> StageResult:
     """Explain config.model (and config.compare) and publish attributions, metrics and report.html.
 
-    `resume` is accepted for the stage contract; there is nothing to resume (an unfinished run starts over)."""
+    `resume` is accepted for the stage contract; there is nothing to resume (an unfinished run starts over).
+    A causal language model's generations are explained instead (run_explain_generations)."""
+    if is_causal_lm_folder(config.model):
+        return run_explain_generations(config, overwrite=overwrite)
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     selected = load_examples(config)

@@ -134,6 +134,7 @@ def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
     from chain.config import PipelineConfig
     from chain.runner import run_pipeline
     from distill.config import DistillSettings, StudentSettings
+    from explain.config import ExplainSettings
     from finetune.config import FinetuneSettings
     from pipelines.training.settings import TrainSettings
 
@@ -143,9 +144,10 @@ def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
                                 max_new_tokens=3)
     distill = DistillSettings(student=StudentSettings(layers=1), train=TrainSettings(
         max_steps=4, batch_size=8, eval_strategy="no", num_threads=1))
-    config = PipelineConfig(output_dir=str(tmp_path / "run"), stages=["finetune", "distill", "report"],
+    config = PipelineConfig(output_dir=str(tmp_path / "run"), stages=["finetune", "distill", "explain", "report"],
                             task="causal-lm", data=dataclasses.replace(base.data, validation_split=0.25),
-                            finetune=settings, distill=distill)
+                            finetune=settings, distill=distill,
+                            explain=ExplainSettings(num_examples=2, max_evals=20, num_threads=1))
     run_pipeline(config)
     page = (tmp_path / "run" / "report" / "report.html").read_text()
     metrics = json.loads((tmp_path / "run" / "finetune" / "metrics.json").read_text())
@@ -153,5 +155,9 @@ def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
     assert "<script>alert" not in page  # prompts are user text, escaped
     student = json.loads((tmp_path / "run" / "distill" / "metrics.json").read_text())
     assert "next-token top-1 agreement" in page and f"{student['student']['perplexity']:.2f}" in page
-    with pytest.raises(UserError, match="task causal-lm runs the stages distill, finetune, report; export work on"):
+    explained = json.loads((tmp_path / "run" / "explain" / "explain_metrics.json").read_text())
+    assert explained["task"] == "causal-lm" and len(explained["continuations"]) == 2
+    assert {row["model"] for row in explained["faithfulness"]} == {"teacher", "student"} and explained["agreement"]
+    assert "Teacher–student agreement" in page
+    with pytest.raises(UserError, match="task causal-lm runs the stages distill, explain, finetune, report; export"):
         PipelineConfig(stages=["finetune", "export"], task="causal-lm")

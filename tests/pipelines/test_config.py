@@ -116,7 +116,8 @@ def test_each_preset_loads_as_what_it_is_and_round_trips(tmp_path, name, cls):
     config = load_config(cls, ROOT / "configs" / f"{name}.yaml")
     assert load(tmp_path, dump_yaml(config), cls) == config  # what the YAML says is all there is
     if cls is PipelineConfig and config.task == "causal-lm":
-        assert config.stages == ["finetune", "distill", "report"] and (ROOT / config.data.train_file).is_file()
+        assert config.stages == ["finetune", "distill", "explain", "report"]
+        assert (ROOT / config.data.train_file).is_file()
         assert config.finetune_config().task == "causal-lm"
     elif cls is PipelineConfig:
         assert config.stages == ["finetune", "distill", "export", "explain", "report"]
