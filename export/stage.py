@@ -32,6 +32,7 @@ from pipelines.inference import (
     load_backend,
     onnx_backend,
 )
+from pipelines.models import is_causal_lm_folder
 from pipelines.stage import StageResult
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,12 @@ def run_export(config: ExportConfig, *, resume: bool = False, overwrite: bool = 
     models = {config.model_name: Path(config.model)}
     if config.compare:
         models[config.compare_name] = Path(config.compare)
+    for folder in models.values():
+        if is_causal_lm_folder(folder):
+            raise UserError(f"{folder} is a causal language model: this export writes classifiers (one forward pass, "
+                            "logits per label) with a parity gate; generation needs a decoder export with a key/value "
+                            "cache (optimum's), which is not bundled. The folder itself loads in transformers.pipeline"
+                            "('text-generation')")
     references = {name: reference_backend(folder, config) for name, folder in models.items()}
     first = next(iter(references.values()))
     parity = parity_set(config, first.label_names)

@@ -107,6 +107,12 @@ def test_fine_tuning_lowers_held_out_perplexity_and_loads_in_a_pipeline(request,
     alone = [generate(model, tokenizer, [r["text"]], 4, batch_size=1)[0] for r in prompts]
     assert [r["id"] for r in written] == [0, 1, 2, 3] and [r["generated"] for r in written] == alone
     assert sum(bool(text.strip()) for text in alone) >= 3, alone  # learnt words, not only special tokens
+    from export.config import ExportConfig
+    from export.stage import run_export
+
+    with pytest.raises(UserError, match="is a causal language model: this export writes classifiers"):
+        run_export(ExportConfig(model=str(tmp_path / "out"), output_dir=str(tmp_path / "onnx")))
+    assert not (tmp_path / "onnx").exists()
 
 
 @pytest.mark.real_model
