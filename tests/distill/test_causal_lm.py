@@ -1,4 +1,4 @@
-"""Token-level distillation of tiny GPT-2 and Llama decoders: the top-k cache holds the teacher's top-k, the KD
+"""Token-level distillation of tiny Llama and GPT-2 decoders: the top-k cache holds the teacher's top-k, the KD
 loss matches a hand computation, and a student of half the layers is trained and measured end to end."""
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ def test_top_k_kl_by_hand():
     assert float(top_k_kl(student, full, torch.tensor([[0, 1, 2]]), 1.0)[0]) == pytest.approx(exact, abs=1e-5)
 
 
-@pytest.fixture(scope="module")
-def teacher(tiny_llama, tmp_path_factory):
+@pytest.fixture(scope="module", params=["tiny_llama", "tiny_gpt2"])
+def teacher(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm_teacher")
     train = write_jsonl(folder / "train.jsonl", rows(80, 3))
-    config = tiny_config(tiny_llama, train, None, folder / "model", method="full", max_steps=30,
+    config = tiny_config(request.getfixturevalue(request.param), train, None, folder / "model", method="full",
+                         max_steps=30,
                          learning_rate=3e-3, eval_steps=15)
     run_finetune(dataclasses.replace(config, task="causal-lm", generation_prompts=1, max_new_tokens=2))
     return folder / "model"
