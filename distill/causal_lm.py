@@ -176,8 +176,8 @@ def next_token_agreement(teacher, student, dataset, pad_token_id: int, batch_siz
 
 def tokens_per_second(model, tokenizer, prompts: list[str], new_tokens: int) -> float:
     """Greedy generation speed: exactly `new_tokens` per prompt, one prompt at a time, after one warm-up."""
-    model.generation_config.min_new_tokens = new_tokens
     generate(model, tokenizer, prompts[:1], 4, batch_size=1)
+    model.generation_config.min_new_tokens = new_tokens
     began = time.perf_counter()
     generate(model, tokenizer, prompts, new_tokens, batch_size=1)
     seconds = time.perf_counter() - began
