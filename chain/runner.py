@@ -76,9 +76,7 @@ def check_inputs(config: PipelineConfig) -> None:
     if "finetune" in config.stages:
         resolve_model(config.finetune.model.name)
         if config.task == "causal-lm":
-            d = config.data
-            prepare_lm_data(d.train_file, d.eval_file, d.validation_split, config.finetune.train.seed,
-                            d.prompt_column, d.response_column, d.text_column)
+            prepare_lm_data(config.data, seed=config.finetune.train.seed)
         else:
             prepare_data(config.data, seed=config.finetune.train.seed)
     run_dir = Path(config.output_dir)

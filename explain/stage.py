@@ -36,7 +36,7 @@ from pipelines.errors import UserError
 from pipelines.lm_data import PROMPT, recorded_lm_data
 from pipelines.models import is_causal_lm_folder, load_trained_causal_lm, load_trained_classifier
 from pipelines.stage import StageResult
-from pipelines.tables import read_table
+from pipelines.tables import read_table, require_column
 from pipelines.windows import backend_stride
 
 log = logging.getLogger(__name__)
@@ -166,9 +166,7 @@ def generation_prompts(config: ExplainConfig) -> tuple[list[str], str]:
         return list(config.texts), "the command line"
     if config.input_file:
         table = read_table(config.input_file)
-        if config.text_column not in table.column_names:
-            raise UserError(f"{config.input_file}: no text column '{config.text_column}'; the columns are "
-                            f"{', '.join(repr(c) for c in table.column_names)}")
+        require_column(config.input_file, list(table.column_names), config.text_column, "text")
         return [str(t) for t in table[config.text_column]][: config.num_examples], config.input_file
     data, _ = recorded_lm_data(config.model)
     prompts = [p for p in data.eval[PROMPT] if p][: config.num_examples]

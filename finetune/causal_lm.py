@@ -38,9 +38,7 @@ def run_causal_lm(config: FinetuneConfig, *, resume: bool = False, overwrite: bo
     source = resolve_model(config.model.name)
     tokenizer = load_tokenizer(source, config.model.trust_remote_code)
     settings = config.data
-    data = prepare_lm_data(settings.train_file, settings.eval_file, settings.validation_split, config.train.seed,
-                           settings.prompt_column, settings.response_column, settings.text_column,
-                           settings.max_train_samples, settings.max_eval_samples)
+    data = prepare_lm_data(settings, config.train.seed)
     as_dict = to_dict(config)
     artifacts.check_output_dir(output_dir, resume, overwrite, STAGE, as_dict)
     set_threads(config.train.num_threads)

@@ -73,10 +73,15 @@ def read_lm_table(path: str | Path, prompt_column: str = PROMPT, response_column
     return datasets.Dataset.from_dict({PROMPT: prompts, RESPONSE: responses}), layout
 
 
-def prepare_lm_data(train_file: str | None, eval_file: str | None, validation_split: float, seed: int,
-                    prompt_column: str = PROMPT, response_column: str = RESPONSE, text_column: str = "text",
-                    max_train_samples: int | None = None, max_eval_samples: int | None = None) -> LmData:
-    """Read and split prompt/response data (a seeded share of train held out when there is no eval file)."""
+SETTINGS = ("train_file", "eval_file", "validation_split", "prompt_column", "response_column", "text_column",
+            "max_train_samples", "max_eval_samples")  # the data settings (pipelines.data.DataSettings) used here
+
+
+def prepare_lm_data(settings, seed: int) -> LmData:
+    """Read and split prompt/response data as `settings` (a DataSettings) say: a seeded share of train held out
+    when there is no eval file."""
+    train_file, eval_file, validation_split, prompt_column, response_column, text_column, max_train_samples, \
+        max_eval_samples = (getattr(settings, key) for key in SETTINGS)
     if not train_file:
         raise UserError("no training file: set data.train_file (--data.train-file FILE)")
     train, layout = read_lm_table(train_file, prompt_column, response_column, text_column)
@@ -146,9 +151,7 @@ LM_RECORD = "lm_data.json"
 
 def write_lm_record(folder: Path, data: LmData, settings, seed: int, max_length: int) -> None:
     """lm_data.json in folder: how the prompt/response data was read and split, so distillation reuses it."""
-    keys = ("train_file", "eval_file", "validation_split", "prompt_column", "response_column", "text_column",
-            "max_train_samples", "max_eval_samples")
-    artifacts.write_json(folder / LM_RECORD, {"settings": {k: getattr(settings, k) for k in keys}, "seed": seed,
+    artifacts.write_json(folder / LM_RECORD, {"settings": {k: getattr(settings, k) for k in SETTINGS}, "seed": seed,
                                               "max_length": max_length, "files": data.files,
                                               "fingerprint": data.fingerprint, "layout": data.layout})
 
@@ -163,9 +166,9 @@ def recorded_lm_data(folder: str | Path) -> tuple[LmData, int]:
         raise UserError(f"{folder} has no {LM_RECORD} (it was not fine-tuned by this tool with task causal-lm); "
                         "give the data files explicitly")
     record = json.loads(path.read_text())
-    s = record["settings"]
-    data = prepare_lm_data(s["train_file"], s["eval_file"], s["validation_split"], record["seed"], s["prompt_column"],
-                           s["response_column"], s["text_column"], s["max_train_samples"], s["max_eval_samples"])
+    from pipelines.data import DataSettings
+
+    data = prepare_lm_data(DataSettings(**record["settings"]), record["seed"])
     changed = [p for p, digest in data.files.items() if record["files"].get(p, digest) != digest]
     if changed:
         raise UserError(f"{changed[0]} changed since the model in {folder} was trained on it")

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from finetune.stage import run_finetune
+from pipelines.data import DataSettings
 from pipelines.errors import UserError
 from pipelines.lm_data import FRAME, IGNORE, prepare_lm_data, read_lm_table, tokenize_lm
 from pipelines.models import ModelSource, load_tokenizer
@@ -42,7 +43,8 @@ def tokenizer_of(folder):
 def test_the_loss_falls_on_the_response_tokens_only(tiny_llama, tmp_path, template):
     tokenizer = tokenizer_of(tiny_llama)
     tokenizer.chat_template = template
-    data = prepare_lm_data(str(write_jsonl(tmp_path / "d.jsonl", rows(6, 0))), None, 0.5, seed=0)
+    data = prepare_lm_data(DataSettings(train_file=str(write_jsonl(tmp_path / "d.jsonl", rows(6, 0))),
+                                        validation_split=0.5), seed=0)
     tokenized = tokenize_lm(data.train, tokenizer, 64, tmp_path / "cache", "train", data.fingerprint)
     row, source = tokenized[0], data.train[0]
     prompt_text = FRAME.format(prompt=source["prompt"]) if template is None else \
