@@ -1,10 +1,13 @@
 """The causal-LM chain on the packaged SmolLM2-135M and the bundled Alpaca demo: fine-tune, distill, measure.
 
-    python benchmarks/bench_causal_lm.py [--steps 30 --student-layers 15 --max-length 192 --train-rows 320]
+    python benchmarks/bench_causal_lm.py [--steps 30 --distill-steps 30 --student-layers 14 --max-length 192]
+    python benchmarks/bench_causal_lm.py --reuse-teacher --distill-steps 120   # distill the teacher already there
 
-Fine-tunes SmolLM2-135M with LoRA on the Alpaca rows (10% held out, seeded), then distills it into a student of
---student-layers of its 30 layers (token-level KD over the teacher's cached top-k at temperature 2, plus the LM
-loss), both through the project's stages. Reports held-out perplexity before and after fine-tuning, the student's
+Fine-tunes SmolLM2-135M with LoRA on the Alpaca rows (10% held out, seeded), then distills it into students of
+--student-layers of its 30 layers (token-level KD over the teacher's cached top-k at temperature T, plus the LM
+loss), both through the project's stages: one student per --arms entry, the layers picked by block influence
+(influence) or as the last of each equal group (groups), the same steps and data for each, the first the headline.
+Reports held-out perplexity before and after fine-tuning, the student's
 perplexity and next-token agreement, greedy generation speed of both (tokens per second, one prompt at a time,
 the same number of new tokens), the top-k cache's size and its KL against the full KL, and wall times.
 Prints a table and writes benchmarks/results/causal_lm.json.
@@ -33,6 +36,28 @@ from pipelines.training.settings import TrainSettings  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def distill_arm(args, work: Path, choose: str) -> tuple[dict, float]:
+    """One student of --student-layers picked by `choose`, distilled from work/teacher: its metrics, its wall seconds.
+    The arms share one top-k cache (work/cache)."""
+    began = time.perf_counter()
+    distill = DistillConfig(
+        output_dir=str(work / f"student_{choose}"), teacher=str(work / "teacher"), cache_dir=str(work / "cache"),
+        student=StudentSettings(layers=args.student_layers, choose_layers=choose),
+        loss=LossSettings(temperature=args.temperature, soft_weight=0.5, top_k=args.top_k),
+        train=TrainSettings(max_steps=args.distill_steps, batch_size=args.batch_size, eval_batch_size=8,
+                            learning_rate=2e-4, warmup=0.05, eval_strategy="no", logging_steps=10, seed=42))
+    return run_distill(distill, overwrite=True).metrics, time.perf_counter() - began
+
+
+def arm_row(m: dict, seconds: float) -> dict:
+    return {"layer_map": m["student"]["layer_map"], "student_perplexity": m["student"]["perplexity"],
+            "student_perplexity_ratio": m["perplexity_ratio"],
+            "student_next_token_agreement": m["next_token_agreement"],
+            "student_tokens_per_second": m["student"]["tokens_per_second"],
+            "teacher_tokens_per_second": m["teacher"]["tokens_per_second"], "generation_speedup": m["speedup"],
+            "distill_seconds": seconds, "distill_train_seconds": m["train"]["train_runtime"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -40,34 +65,39 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--train-rows", type=int, default=320, help="training rows kept (seeded), 10%% held out first")
-    parser.add_argument("--student-layers", type=int, default=15)
+    parser.add_argument("--student-layers", type=int, default=14)
+    parser.add_argument("--arms", default="influence,groups",
+                        help="how each student picks its layers (student.choose_layers); the first is the headline")
+    parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--top-k", type=int, default=32)
+    parser.add_argument("--reuse-teacher", action="store_true",
+                        help="distill the teacher already in the work folder (its figures from its metrics.json)")
     parser.add_argument("--work", default="benchmarks/work/causal_lm")
     args = parser.parse_args()
 
     work = Path(args.work)
+    previous = json.loads((RESULTS / "causal_lm.json").read_text()) if (RESULTS / "causal_lm.json").exists() else {}
     began = time.perf_counter()
-    finetune = FinetuneConfig(
-        task="causal-lm", output_dir=str(work / "teacher"), model=ModelSettings(name="smollm2",
-                                                                                max_length=args.max_length),
-        data=DataSettings(train_file=str(ROOT / "data" / "alpaca" / "alpaca_en_demo.json"), validation_split=0.1,
-                          max_train_samples=args.train_rows),
-        lora=LoraSettings(r=16, alpha=32, dropout=0.05),
-        train=TrainSettings(max_steps=args.steps, batch_size=args.batch_size, eval_batch_size=8, learning_rate=2e-4,
-                            warmup=0.05, eval_strategy="no", logging_steps=10, seed=42),
-        generation_prompts=4, max_new_tokens=48)
-    teacher = run_finetune(finetune, overwrite=True)
-    finetuned = time.perf_counter()
-    distill = DistillConfig(
-        output_dir=str(work / "student"), teacher=str(work / "teacher"),
-        student=StudentSettings(layers=args.student_layers),
-        loss=LossSettings(temperature=2.0, soft_weight=0.5, top_k=args.top_k),
-        train=TrainSettings(max_steps=args.distill_steps, batch_size=args.batch_size, eval_batch_size=8,
-                            learning_rate=2e-4, warmup=0.05, eval_strategy="no", logging_steps=10, seed=42))
-    student = run_distill(distill, overwrite=True)
-    distilled = time.perf_counter()
-
-    m, t = student.metrics, teacher.metrics
+    if args.reuse_teacher and (work / "teacher" / "metrics.json").exists():
+        t = json.loads((work / "teacher" / "metrics.json").read_text())
+        finetune_seconds = previous.get("seconds", {}).get("finetune")
+    else:
+        finetune = FinetuneConfig(
+            task="causal-lm", output_dir=str(work / "teacher"), model=ModelSettings(name="smollm2",
+                                                                                    max_length=args.max_length),
+            data=DataSettings(train_file=str(ROOT / "data" / "alpaca" / "alpaca_en_demo.json"), validation_split=0.1,
+                              max_train_samples=args.train_rows),
+            lora=LoraSettings(r=16, alpha=32, dropout=0.05),
+            train=TrainSettings(max_steps=args.steps, batch_size=args.batch_size, eval_batch_size=8,
+                                learning_rate=2e-4, warmup=0.05, eval_strategy="no", logging_steps=10, seed=42),
+            generation_prompts=4, max_new_tokens=48)
+        t = run_finetune(finetune, overwrite=True).metrics
+        finetune_seconds = time.perf_counter() - began
+    arms = {}
+    for choose in args.arms.split(","):
+        arms[choose] = distill_arm(args, work, choose)
+    headline = args.arms.split(",")[0]
+    m, distill_seconds = arms[headline]
     report = {
         "provenance": provenance(),
         "teacher_perplexity_before": t["eval"]["perplexity_before"],
@@ -80,15 +110,20 @@ def main() -> None:
         "generation_speedup": m["speedup"],
         "student_layers": m["student"]["layers"],
         "teacher_layers": m["teacher"]["layers"],
+        "student_choose_layers": headline,
+        "layer_choice_arms": {choose: arm_row(*arms[choose]) for choose in arms},
+        "teacher_layer_influence": next((a[0]["student"]["teacher_layer_influence"] for a in arms.values()
+                                         if a[0]["student"]["teacher_layer_influence"]), None),
         "top_k_cache": m["top_k_cache"],
         "eval_tokens": t["eval"]["tokens"],
         "data": t["data"],
-        "settings": {"finetune_steps": args.steps, "distill_steps": args.distill_steps, "batch_size": args.batch_size,
-                     "train_rows": args.train_rows, "machine_note": "2 CPU cores, shared with other work at times",
-                     "max_length": args.max_length, "lora_r": 16, "temperature": 2.0, "soft_weight": 0.5},
-        "seconds": {"finetune": finetuned - began, "distill": distilled - finetuned,
+        "settings": {"finetune_steps": t["train"]["global_step"], "distill_steps": args.distill_steps,
+                     "batch_size": args.batch_size, "train_rows": args.train_rows,
+                     "machine_note": "2 CPU cores", "max_length": args.max_length, "lora_r": 16,
+                     "temperature": args.temperature, "soft_weight": 0.5, "teacher_reused": args.reuse_teacher},
+        "seconds": {"finetune": finetune_seconds, "distill": distill_seconds,
                     "finetune_train": t["train"]["train_runtime"], "distill_train": m["train"]["train_runtime"],
-                    "top_k_cache": m["top_k_cache"]["seconds"]},
+                    "top_k_cache": max(a[0]["top_k_cache"]["seconds"] for a in arms.values())},
         "targets": {"fine_tuning_lowers_perplexity": t["eval"]["perplexity"] < t["eval"]["perplexity_before"],
                     "student_half_the_layers_or_fewer": 2 * m["student"]["layers"] <= m["teacher"]["layers"],
                     "student_perplexity_within_1_5x": m["perplexity_ratio"] <= 1.5,
@@ -101,6 +136,10 @@ def main() -> None:
                 "student_next_token_agreement", "teacher_tokens_per_second", "student_tokens_per_second",
                 "generation_speedup", "student_layers", "teacher_layers"):
         print(f"{key:32} {report[key]:.4f}" if isinstance(report[key], float) else f"{key:32} {report[key]}")
+    print(f"{'layers by':12} {'perplexity':>12} {'agreement':>10} {'speed-up':>9}  layer map")
+    for choose, row in report["layer_choice_arms"].items():
+        print(f"{choose:12} {row['student_perplexity']:12.2f} {row['student_next_token_agreement']:10.3f} "
+              f"{row['generation_speedup']:9.2f}  {row['layer_map']}")
     print(json.dumps(report["targets"]), json.dumps(report["seconds"]))
 
 

@@ -12,7 +12,7 @@ from pipelines.errors import UserError
 LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?(?:encoder\.layer|layers|h))\.(?P<index>\d+)\.(?P<rest>.*)$")
 
 
-def _check_layer_count(num_teacher_layers: int, k: int) -> None:
+def check_layer_count(num_teacher_layers: int, k: int) -> None:
     if not 1 <= k <= num_teacher_layers:
         raise UserError(f"a student needs 1 to {num_teacher_layers} layers (the teacher has {num_teacher_layers}); "
                         f"got {k}")
@@ -20,7 +20,7 @@ def _check_layer_count(num_teacher_layers: int, k: int) -> None:
 
 def evenly_spaced(num_teacher_layers: int, k: int) -> list[int]:
     """k layer indices spread over the teacher's, always keeping the first and the last (k=1: the last)."""
-    _check_layer_count(num_teacher_layers, k)
+    check_layer_count(num_teacher_layers, k)
     if k == 1:
         return [num_teacher_layers - 1]
     return [round(i * (num_teacher_layers - 1) / (k - 1)) for i in range(k)]
@@ -34,7 +34,7 @@ def group_tops(num_teacher_layers: int, k: int) -> list[int]:
     all-MiniLM-L6-v2 on SST-2 (benchmarks/bench_distill.py), 2 layers [2, 5] beat [0, 5] by more than a point;
     3 layers [1, 3, 5] and [0, 2, 5] came within a few sentences of each other.
     """
-    _check_layer_count(num_teacher_layers, k)
+    check_layer_count(num_teacher_layers, k)
     return [(i + 1) * num_teacher_layers // k - 1 for i in range(k)]
 
 

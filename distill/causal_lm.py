@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.architecture import group_tops, num_layers
+from distill.architecture import num_layers
 from distill.config import DistillConfig
-from distill.student import student_from_teacher_layers
+from distill.student import student_from_teacher_layers, student_layer_map
 from pipelines import artifacts
 from pipelines.config import dump_yaml, to_dict
 from pipelines.environment import set_threads
+from pipelines.errors import UserError
 from pipelines.lm_data import IGNORE, LM_RECORD, PROMPT, recorded_lm_data, tokenize_lm
 from pipelines.lm_eval import LmCollator, generate, perplexity
 from pipelines.models import load_trained_causal_lm
@@ -174,6 +175,14 @@ def next_token_agreement(teacher, student, dataset, pad_token_id: int, batch_siz
     return same / max(total, 1)
 
 
+def calibration_lm_batches(dataset, pad_token_id: int, seed: int, rows: int = 16, batch_size: int = 8) -> list[dict]:
+    """A seeded sample of tokenized training rows in padded batches: what block influence is measured on."""
+    sample = dataset.shuffle(seed=seed).select(range(min(rows, len(dataset))))
+    collate = LmCollator(pad_token_id)
+    return [collate([sample[i] for i in range(start, min(start + batch_size, len(sample)))])
+            for start in range(0, len(sample), batch_size)]
+
+
 def tokens_per_second(model, tokenizer, prompts: list[str], new_tokens: int) -> float:
     """Greedy generation speed: exactly `new_tokens` per prompt, one prompt at a time, after one warm-up."""
     generate(model, tokenizer, prompts[:1], 4, batch_size=1)
@@ -189,6 +198,9 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
                           callbacks: list | None = None) -> StageResult:
     """Distill the decoder in config.teacher into a student of some of its layers, on the teacher's data."""
     started = time.perf_counter()
+    if config.student.kind() != "layers":
+        raise UserError("a causal-LM teacher's student is cut from its own layers: set student.layers or "
+                        "student.layer_map (student.model and student.hidden_size are for classifiers)")
     output_dir = Path(config.output_dir)
     teacher, tokenizer = load_trained_causal_lm(config.teacher)
     data, max_length = recorded_lm_data(config.teacher)
@@ -214,7 +226,9 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
         cache.save(cache_file)
     cache_seconds = time.perf_counter() - began
 
-    layer_map = config.student.layer_map or group_tops(num_layers(teacher.config), config.student.layers or 1)
+    layer_map, influence = student_layer_map(
+        config.student, teacher, lambda: calibration_lm_batches(train_ds, tokenizer.pad_token_id, config.train.seed),
+        decoder=True)
     student = student_from_teacher_layers(teacher, layer_map)
     student.generation_config = copy.deepcopy(teacher.generation_config)
     trainer = build_trainer(student, args, config.train, train_ds.add_column("row", list(range(len(train_ds)))),
@@ -231,7 +245,7 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
         "teacher": {"path": str(config.teacher), "layers": num_layers(teacher.config),
                     "perplexity": perplexity(teacher, eval_ds, tokenizer.pad_token_id)["perplexity"],
                     "tokens_per_second": tokens_per_second(teacher, tokenizer, prompts, 32)},
-        "student": {"layers": len(layer_map), "layer_map": layer_map,
+        "student": {"layers": len(layer_map), "layer_map": layer_map, "teacher_layer_influence": influence,
                     "perplexity": perplexity(student, eval_ds, tokenizer.pad_token_id)["perplexity"],
                     "tokens_per_second": tokens_per_second(student, tokenizer, prompts, 32)},
         "next_token_agreement": next_token_agreement(teacher, student, eval_ds, tokenizer.pad_token_id),

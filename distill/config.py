@@ -14,8 +14,13 @@ from pipelines.training.settings import EXPERIMENTS, TrainSettings
 class StudentSettings:
     layers: int | None = dataclasses.field(
         default=None,
-        metadata={"help": "Keep this many of the teacher's layers: the last of each of this many equal groups "
-                          "(6 -> 3: [1, 3, 5])."},
+        metadata={"help": "Keep this many of the teacher's layers, picked as student.choose_layers says."},
+    )
+    choose_layers: Literal["auto", "groups", "influence"] = dataclasses.field(
+        default="auto",
+        metadata={"help": "How student.layers picks them. groups: the last of each equal group; influence: the "
+                          "layers that change their input most (block influence, measured on training rows); auto: "
+                          "influence for causal-LM teachers, groups for classifiers (each as measured)."},
     )
     layer_map: list[int] | None = dataclasses.field(
         default=None, metadata={"help": "Exactly which teacher layers to keep, e.g. [0, 2, 5] (overrides layers)."}

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from distill.architecture import LAYER_KEY, evenly_spaced, group_tops, head_width, narrow_config, num_layers
+from distill.architecture import (
+    LAYER_KEY,
+    check_layer_count,
+    evenly_spaced,
+    group_tops,
+    head_width,
+    narrow_config,
+    num_layers,
+)
 from distill.config import StudentSettings
+from distill.influence import block_influence, most_influential
 from distill.pruning import pruned_student, supports_width_pruning
 from pipelines.data import TEXT, TEXT_PAIR
 from pipelines.errors import UserError
@@ -41,12 +51,32 @@ def calibration_batches(rows, tokenizer, max_length: int, has_pair: bool, seed: 
     return batches
 
 
+def student_layer_map(settings: StudentSettings, teacher, calibration: Callable[[], list[dict]],
+                      decoder: bool) -> tuple[list[int], list[float] | None]:
+    """The teacher layers a student of settings.layers keeps (settings.layer_map when given), and the block
+    influence of every teacher layer when it chose them; `calibration` gives the teacher's input batches."""
+    if settings.layer_map:
+        return list(settings.layer_map), None
+    total = num_layers(teacher.config)
+    check_layer_count(total, settings.layers)
+    how = settings.choose_layers if settings.choose_layers != "auto" else ("influence" if decoder else "groups")
+    if how == "groups":
+        return group_tops(total, settings.layers), None
+    influence = block_influence(teacher, calibration())
+    layer_map = most_influential(influence, settings.layers)
+    log.info("student layers by block influence: %s (influence per teacher layer: %s)", layer_map,
+             ", ".join(f"{x:.3f}" for x in influence))
+    return layer_map, influence
+
+
 def build_student(settings: StudentSettings, teacher, teacher_tokenizer, label_names: list[str], data,
                   seed: int) -> Student:
     """The configured kind of student; `data` (prepared train/eval splits) calibrates width pruning."""
     kind = settings.kind()
     if kind == "layers":
-        layer_map = settings.layer_map or group_tops(num_layers(teacher.config), settings.layers)
+        layer_map, _ = student_layer_map(
+            settings, teacher, lambda: calibration_batches(data.train, teacher_tokenizer, settings.max_length,
+                                                           data.has_pair, seed), decoder=False)
         return Student(student_from_teacher_layers(teacher, layer_map), teacher_tokenizer, layer_map)
     if kind == "fresh":
         width = settings.hidden_size

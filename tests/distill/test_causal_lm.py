@@ -13,8 +13,10 @@ import torch
 
 from distill.causal_lm import TopK, counted_positions, teacher_top_k, top_k_kl
 from distill.config import DistillConfig, LossSettings, StudentSettings
+from distill.influence import most_influential
 from distill.stage import run_distill
 from finetune.stage import run_finetune
+from pipelines.errors import UserError
 from pipelines.lm_data import IGNORE, tokenize_lm
 from pipelines.models import load_trained_causal_lm
 from pipelines.training.settings import TrainSettings
@@ -77,6 +79,8 @@ def test_a_half_depth_student_is_distilled_and_measured(teacher, tmp_path):
                                                warmup=0, eval_strategy="no", logging_steps=5, num_threads=1))
     metrics = run_distill(config).metrics
     assert metrics["student"]["layers"] == 1 and metrics["teacher"]["layers"] == 2
+    influence = metrics["student"]["teacher_layer_influence"]  # a decoder's student keeps its most influential
+    assert len(influence) == 2 and metrics["student"]["layer_map"] == most_influential(influence, 1)
     assert 0.0 <= metrics["next_token_agreement"] <= 1.0
     assert metrics["student"]["perplexity"] > 0 and metrics["teacher"]["tokens_per_second"] > 0
     approximation = metrics["top_k_cache"]
@@ -89,3 +93,11 @@ def test_a_half_depth_student_is_distilled_and_measured(teacher, tmp_path):
     assert model.config.num_hidden_layers == 1
     again = run_distill(config, overwrite=True).metrics  # the cache is reused
     assert not again["top_k_cache"]["computed_this_run"]
+
+
+def test_a_causal_lm_student_must_be_cut_from_the_teachers_layers(teacher, tmp_path):
+    config = DistillConfig(output_dir=str(tmp_path / "student"), teacher=str(teacher),
+                           student=StudentSettings(model="minilm"))
+    with pytest.raises(UserError, match="cut from its own layers"):
+        run_distill(config)
+    assert not (tmp_path / "student").exists()
