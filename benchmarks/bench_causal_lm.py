@@ -50,7 +50,8 @@ def distill_arm(args, work: Path, choose: str) -> tuple[dict, float]:
 
 
 def arm_row(m: dict, seconds: float) -> dict:
-    return {"layer_map": m["student"]["layer_map"], "student_perplexity": m["student"]["perplexity"],
+    return {"layer_map": m["student"]["layer_map"], "student_perplexity_untrained": m["student"]["perplexity_before"],
+            "student_perplexity": m["student"]["perplexity"],
             "student_perplexity_ratio": m["perplexity_ratio"],
             "student_next_token_agreement": m["next_token_agreement"],
             "student_tokens_per_second": m["student"]["tokens_per_second"],
@@ -136,9 +137,10 @@ def main() -> None:
                 "student_next_token_agreement", "teacher_tokens_per_second", "student_tokens_per_second",
                 "generation_speedup", "student_layers", "teacher_layers"):
         print(f"{key:32} {report[key]:.4f}" if isinstance(report[key], float) else f"{key:32} {report[key]}")
-    print(f"{'layers by':12} {'perplexity':>12} {'agreement':>10} {'speed-up':>9}  layer map")
+    print(f"{'layers by':12} {'untrained':>12} {'perplexity':>12} {'agreement':>10} {'speed-up':>9}  layer map")
     for choose, row in report["layer_choice_arms"].items():
-        print(f"{choose:12} {row['student_perplexity']:12.2f} {row['student_next_token_agreement']:10.3f} "
+        print(f"{choose:12} {row['student_perplexity_untrained']:12.1f} {row['student_perplexity']:12.2f} "
+              f"{row['student_next_token_agreement']:10.3f} "
               f"{row['generation_speedup']:9.2f}  {row['layer_map']}")
     print(json.dumps(report["targets"]), json.dumps(report["seconds"]))
 

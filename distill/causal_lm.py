@@ -231,6 +231,7 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
         decoder=True)
     student = student_from_teacher_layers(teacher, layer_map)
     student.generation_config = copy.deepcopy(teacher.generation_config)
+    perplexity_before = perplexity(student, eval_ds, tokenizer.pad_token_id)["perplexity"]  # as cut, untrained
     trainer = build_trainer(student, args, config.train, train_ds.add_column("row", list(range(len(train_ds)))),
                             eval_ds, tokenizer,
                             collator=TopKCollator(tokenizer.pad_token_id, cache),
@@ -246,6 +247,7 @@ def run_distill_causal_lm(config: DistillConfig, *, resume: bool = False, overwr
                     "perplexity": perplexity(teacher, eval_ds, tokenizer.pad_token_id)["perplexity"],
                     "tokens_per_second": tokens_per_second(teacher, tokenizer, prompts, 32)},
         "student": {"layers": len(layer_map), "layer_map": layer_map, "teacher_layer_influence": influence,
+                    "perplexity_before": perplexity_before,
                     "perplexity": perplexity(student, eval_ds, tokenizer.pad_token_id)["perplexity"],
                     "tokens_per_second": tokens_per_second(student, tokenizer, prompts, 32)},
         "next_token_agreement": next_token_agreement(teacher, student, eval_ds, tokenizer.pad_token_id),

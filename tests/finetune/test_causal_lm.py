@@ -163,6 +163,7 @@ def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
     assert "<script>alert" not in page  # prompts are user text, escaped
     student = json.loads((tmp_path / "run" / "distill" / "metrics.json").read_text())
     assert "next-token top-1 agreement" in page and f"{student['student']['perplexity']:.2f}" in page
+    assert f"{student['student']['perplexity_before']:.2f}" in page and "by block influence" in page
     explained = json.loads((tmp_path / "run" / "explain" / "explain_metrics.json").read_text())
     assert explained["task"] == "causal-lm" and len(explained["continuations"]) == 2
     assert {row["model"] for row in explained["faithfulness"]} == {"teacher", "student"} and explained["agreement"]
