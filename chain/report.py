@@ -200,6 +200,8 @@ def build_report(run_dir: Path, data, title: str) -> str:
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.get_template("pipeline_report.html.j2").render(
         title=title,
+        stages=[label for folder, label in (("finetune", "Fine-tune"), ("distill", "Distill"), ("export", "Export"),
+                                            ("explain", "Explain")) if (run_dir / folder).is_dir()] or ["Report"],
         language_model=language_model,
         data=data_summary(data) if data is not None else None,
         curves=training_curves({k: v for k, v in logs.items() if v}) if any(logs.values()) else "",

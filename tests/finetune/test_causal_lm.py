@@ -161,6 +161,7 @@ def test_the_pipeline_fine_tunes_and_reports_a_causal_lm(tiny_gpt2, tmp_path):
     metrics = json.loads((tmp_path / "run" / "finetune" / "metrics.json").read_text())
     assert "Language model (task causal-lm)" in page and f"{metrics['eval']['perplexity']:.2f}" in page
     assert "<script>alert" not in page  # prompts are user text, escaped
+    assert "Fine-tune → Distill → Explain." in page and 'href="#deployment"' not in page  # only what ran
     student = json.loads((tmp_path / "run" / "distill" / "metrics.json").read_text())
     assert "next-token top-1 agreement" in page and f"{student['student']['perplexity']:.2f}" in page
     assert f"{student['student']['perplexity_before']:.2f}" in page and "by block influence" in page
